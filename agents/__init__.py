@@ -1,0 +1,16 @@
+"""The LAW agent: DDPG with stage embeddings, full-data updates and its buffer."""
+from .buffer import Transition, TransitionBuffer, Transitions, atomic_torch_save
+from .ddpg import DDPG, Actor, Critic, DDPGConfig, load_actor, polyak_update
+
+__all__ = [
+    "DDPG",
+    "DDPGConfig",
+    "Actor",
+    "Critic",
+    "load_actor",
+    "polyak_update",
+    "Transition",
+    "Transitions",
+    "TransitionBuffer",
+    "atomic_torch_save",
+]

@@ -1,0 +1,21 @@
+"""Errors the user can act on. The CLI prints them without a traceback."""
+
+
+class LawError(Exception):
+    """Base class for every error LAW raises on purpose."""
+
+
+class ConfigError(LawError, ValueError):
+    """A configuration value is invalid. The message names the field and the fix."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class DataError(LawError):
+    """A data set cannot be found, read or used as configured."""
+
+
+class TrainingDiverged(LawError, FloatingPointError):
+    """A loss became NaN or infinite; training stops instead of going on silently."""

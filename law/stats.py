@@ -1,0 +1,73 @@
+"""Running statistics of training batches, kept on the device.
+
+Training steps only add into device tensors; ``summary()`` is the one host sync,
+called once per epoch or stage. That keeps the hot loop free of ``.item()``.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class WeightStats:
+    """Accumulates losses and sample weights, split by class and by noise mask.
+
+    Users look at weights split by what they know about a sample (its class,
+    whether its label was corrupted), so those splits are first-class here.
+    """
+
+    def __init__(self, num_classes: int, device: torch.device | str = "cpu",
+                 keep_weights: bool = True):
+        self.num_classes = num_classes
+        self.device = torch.device(device)
+        self.keep_weights = keep_weights
+        self.reset()
+
+    def reset(self) -> None:
+        zeros = lambda *shape: torch.zeros(*shape, dtype=torch.float64, device=self.device)
+        self.loss_sum = zeros(())
+        self.samples = zeros(())
+        self.class_weight_sum = zeros(self.num_classes)
+        self.class_count = zeros(self.num_classes)
+        self.noisy_weight_sum = zeros(2)  # index 0: clean, 1: noisy
+        self.noisy_count = zeros(2)
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._weights: list[torch.Tensor] = []
+
+    @torch.no_grad()
+    def update(self, losses: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor,
+               noisy: torch.Tensor | None = None) -> None:
+        """Add one batch: per-sample losses and weights, observed labels, noise mask."""
+        w = weights.detach().to(torch.float64)
+        self.loss_sum += losses.detach().sum()
+        self.samples += losses.numel()
+        self.nonfinite |= ~torch.isfinite(losses.detach()).all()
+        self.class_weight_sum.index_add_(0, targets, w)
+        self.class_count.index_add_(0, targets, torch.ones_like(w))
+        if noisy is not None:
+            group = noisy.long()
+            self.noisy_weight_sum.index_add_(0, group, w)
+            self.noisy_count.index_add_(0, group, torch.ones_like(w))
+        if self.keep_weights:
+            self._weights.append(weights.detach().float())
+
+    def all_weights(self) -> torch.Tensor:
+        """Every weight seen since the last reset, for histograms."""
+        if not self._weights:
+            return torch.empty(0)
+        return torch.cat(self._weights).cpu()
+
+    def summary(self) -> dict:
+        """Host-side means. This is the sync point: call it once per epoch/stage."""
+        nan = float("nan")
+        class_mean = (self.class_weight_sum / self.class_count).cpu().tolist()
+        noisy_mean = (self.noisy_weight_sum / self.noisy_count).cpu().tolist()
+        samples = float(self.samples)
+        return {
+            "mean_loss": float(self.loss_sum) / samples if samples else nan,
+            "samples": int(samples),
+            "nonfinite": bool(self.nonfinite),
+            "mean_weight": float(self.class_weight_sum.sum()) / samples if samples else nan,
+            "mean_weight_per_class": class_mean,
+            "mean_weight_clean": noisy_mean[0],
+            "mean_weight_noisy": noisy_mean[1],
+        }

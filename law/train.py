@@ -1,0 +1,176 @@
+"""``law train``: one network, one weighter, one data set, start to finish."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from law.config import to_dict, validate_all
+from law.data import DataBundle, DataConfig, load_data
+from law.errors import ConfigError
+from law.io import atomic_write_json, environment_info
+from law.logging import RunLogger
+from law.methods import MethodConfig, build_weighter
+from law.models import MODEL_NAMES, build_model
+from law.progress import ProgressLine
+from law.stats import WeightStats
+from law.trainer import (DivergenceGuard, OptimConfig, evaluate, learning_rate, make_optimizer,
+                         set_lr, train_step)
+from law.weighting import Progress, Weighter
+
+
+@dataclass
+class RunConfig:
+    """What to train, for how long, where, and where results go."""
+
+    model: str = "small_cnn"
+    """Network architecture (see `law models`)."""
+    epochs: int = 12
+    """Training epochs."""
+    seed: int = 0
+    """Seed for data subsets, label noise, initialisation and batch order."""
+    device: str = "auto"
+    """Training device: auto | cpu | cuda | cuda:N."""
+    threads: int = 0
+    """Torch CPU threads (0 = torch default)."""
+    amp: bool = False
+    """Mixed precision (bfloat16 autocast) on CUDA."""
+    output_dir: str = "runs"
+    """Folder that receives one sub-folder per run."""
+    run_name: str = ""
+    """Name of the run folder (default: {dataset}__{method}__{seed}__{time})."""
+    progress: bool = True
+    """Show a progress line."""
+
+    def validate(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise ConfigError("model", f"unknown model '{self.model}'; known: {', '.join(MODEL_NAMES)}")
+        if self.epochs < 1:
+            raise ConfigError("epochs", f"must be >= 1, got {self.epochs}")
+        if self.threads < 0:
+            raise ConfigError("threads", "must be >= 0")
+        resolve_device(self.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError("device", f"'{name}' is not a device: use auto, cpu, cuda or cuda:N") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "CUDA was asked for but is not available; use --device cpu")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def amp_dtype(run: RunConfig, device: torch.device) -> torch.dtype | None:
+    return torch.bfloat16 if run.amp and device.type == "cuda" else None
+
+
+def run_dir_for(run: RunConfig, data: DataConfig, method: str) -> Path:
+    name = run.run_name or f"{data.dataset}__{method}__{run.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    path = Path(run.output_dir) / name
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError("run_name", f"run folder {path} already exists and is not empty; "
+                                      "pick another --run-name or --output-dir")
+    return path
+
+
+def fit(model: torch.nn.Module, bundle: DataBundle, weighter: Weighter, optim_cfg: OptimConfig,
+        run: RunConfig, logger: RunLogger, device: torch.device) -> list[dict]:
+    """Train ``model`` for ``run.epochs`` epochs; returns one metrics dict per epoch."""
+    optimizer = make_optimizer(model, optim_cfg)
+    stream = bundle.train_stream(run.seed)
+    noise_mask = bundle.train.noise_mask.to(device)
+    stats = WeightStats(bundle.num_classes, device)
+    guard = DivergenceGuard(device)
+    dtype = amp_dtype(run, device)
+    steps, epochs = stream.steps_per_epoch, run.epochs
+    bar = ProgressLine(epochs, "train", enabled=run.progress)
+    history: list[dict] = []
+    for epoch in range(epochs):
+        stats.reset()
+        started = time.perf_counter()
+        for step in range(steps):
+            progress = Progress(step=epoch * steps + step, epoch=epoch + step / steps, total_epochs=epochs)
+            set_lr(optimizer, learning_rate(optim_cfg, progress.epoch, epochs))
+            batch = next(stream)
+            result = train_step(model, optimizer, weighter, batch.inputs, batch.targets, progress, dtype)
+            guard.observe(result.loss)
+            stats.update(result.losses, result.weights, batch.targets, noise_mask[batch.indices])
+        guard.check(f"epoch {epoch + 1}")  # the per-epoch sync point
+        seconds = time.perf_counter() - started
+        record = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train": stats.summary(),
+            "val": evaluate(model, bundle.eval_batches("val"), bundle.num_classes),
+            "test": evaluate(model, bundle.eval_batches("test"), bundle.num_classes),
+            "seconds": seconds,
+            "images_per_second": steps * batch.targets.numel() / seconds,
+        }
+        history.append(record)
+        logger.log_epoch(record, stats.all_weights())
+        bar.update(epoch + 1, f"loss {record['train']['mean_loss']:.3f} "
+                              f"val {record['val']['accuracy']:.3f} test {record['test']['accuracy']:.3f}")
+    return history
+
+
+def summarise(history: list[dict]) -> dict:
+    """Best and last epoch figures, as the papers report them."""
+    last = history[-1]
+    best = max(history, key=lambda r: r["test"]["accuracy"])
+    best_val = max(history, key=lambda r: r["val"]["accuracy"])
+    return {
+        "last": {k: last["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "mean_auc")},
+        "best": {"accuracy": best["test"]["accuracy"], "epoch": best["epoch"]},
+        "test_at_best_val": {"accuracy": best_val["test"]["accuracy"], "epoch": best_val["epoch"]},
+    }
+
+
+def train(run: RunConfig, data: DataConfig, optim: OptimConfig, method: MethodConfig) -> dict:
+    """Validate, train, evaluate, and write ``results.json``; returns the results."""
+    validate_all(run, data, optim, method)
+    device = resolve_device(run.device)
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    run_path = run_dir_for(run, data, method.method)
+    seed_everything(run.seed)
+    bundle = load_data(data, seed=run.seed, device=device)
+    weighter = build_weighter(method, bundle.class_counts)
+    if weighter.needs_meta_batch and method.meta_size > len(bundle.val):
+        raise ConfigError("meta_size", f"the meta set ({method.meta_size}) is larger than the "
+                                       f"validation split ({len(bundle.val)}); raise --val-size")
+    if weighter.needs_meta_batch:
+        meta = bundle.meta_stream(run.seed + 1, method.meta_size, method.meta_batch_size)
+        weighter.meta_batch = lambda: next(meta)
+    seed_everything(run.seed)
+    model = build_model(run.model, bundle.num_classes, bundle.in_channels, bundle.image_size).to(device)
+    config = to_dict(run, data, optim, method)
+    with RunLogger(run_path, config) as logger:
+        history = fit(model, bundle, weighter, optim, run, logger, device)
+    results = {
+        "kind": "train",
+        "config": config,
+        "seed": run.seed,
+        "environment": environment_info(),
+        "dataset": {"name": bundle.name, "num_classes": bundle.num_classes,
+                    "train": len(bundle.train), "val": len(bundle.val), "test": len(bundle.test),
+                    "noisy_fraction": float(bundle.train.noise_mask.float().mean())},
+        "summary": summarise(history),
+        "history": history,
+    }
+    atomic_write_json(results, run_path / "results.json")
+    results["run_dir"] = str(run_path)
+    return results
