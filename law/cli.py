@@ -16,7 +16,6 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     from law.trainer import OptimConfig
 
     p = sub.add_parser("train", help="train one network with one weighting method",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Train one network with one weighting method on one data set. "
                                    "With no flags: the embedded synthetic set with 40%% label noise, offline.")
     for cls in (RunConfig, MethodConfig, DataConfig, OptimConfig):
@@ -49,6 +48,89 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+SEARCH_SECTIONS = ("SearchConfig", "EnvConfig", "DataConfig", "OptimConfig", "DDPGConfig")
+
+
+def _search_classes() -> list:
+    from agents import DDPGConfig
+    from envs import EnvConfig
+    from law.data import DataConfig
+    from law.search import SearchConfig
+    from law.trainer import OptimConfig
+
+    return [SearchConfig, EnvConfig, DataConfig, OptimConfig, DDPGConfig]
+
+
+def _search_parser(sub: argparse._SubParsersAction, preset_name: str) -> None:
+    from law.presets import SEARCH_PRESETS, search_preset
+
+    preset = search_preset(preset_name)
+    p = sub.add_parser("search", help="search a weighting policy with DDPG over paired trainings",
+                       description="Search a stage-wise weighting policy (LAW). With no flags: the "
+                                   "offline 'quick' preset on the embedded data set, 2 workers.")
+    p.add_argument("--preset", default=preset_name, choices=list(SEARCH_PRESETS),
+                   help=f"starting configuration; flags override it (default: {preset_name})")
+    for cls in _search_classes():
+        # One --seed (SearchConfig's) seeds the agent too.
+        exclude = ("seed",) if cls.__name__ == "DDPGConfig" else ()
+        add_config_args(p, cls, defaults=preset[cls.__name__], exclude=exclude)
+    p.set_defaults(handler=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from law.presets import search_preset
+    from law.search import search
+
+    preset = search_preset(args.preset)
+    configs = [config_from_args(cls, args, preset[cls.__name__]) for cls in _search_classes()]
+    results = search(*configs)
+    print(results["table"])
+    print(f"policy: {results['policy']}   tensorboard --logdir {results['run_dir']}")
+    return 0
+
+
+def _apply_parser(sub: argparse._SubParsersAction) -> None:
+    from envs import EnvConfig
+    from law.apply import ApplyConfig
+    from law.data import DataConfig
+    from law.trainer import OptimConfig
+
+    p = sub.add_parser("apply", help="train a network with a learned policy (transfer)",
+                       description="Train a new network with a searched policy acting greedily stage "
+                                   "by stage, next to an unweighted reference of the same seed. The "
+                                   "stage schedule defaults to the one the policy was searched with.")
+    add_config_args(p, ApplyConfig)
+    add_config_args(p, EnvConfig, title="EnvConfig (default: the policy's own schedule)")
+    add_config_args(p, DataConfig)
+    add_config_args(p, OptimConfig)
+    p.set_defaults(handler=_run_apply)
+
+
+def _run_apply(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from envs import EnvConfig
+    from law.apply import ApplyConfig, apply_policy, load_policy, policy_env_config
+    from law.data import DataConfig
+    from law.trainer import OptimConfig
+
+    apply_cfg = config_from_args(ApplyConfig, args)
+    apply_cfg.validate()
+    policy = load_policy(apply_cfg.policy)
+    env_overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(EnvConfig) if hasattr(args, f.name)}
+    env_cfg = policy_env_config(policy, {k: tuple(v) if isinstance(v, list) else v
+                                         for k, v in env_overrides.items()})
+    results = apply_policy(apply_cfg, env_cfg, config_from_args(DataConfig, args),
+                           config_from_args(OptimConfig, args), policy)
+    target, reference = results["test"]["target"], results["test"]["reference"]
+    print(f"test accuracy with policy   {target['accuracy']:.4f}  balanced {target['balanced_accuracy']:.4f}")
+    if reference is not None:
+        print(f"test accuracy unweighted    {reference['accuracy']:.4f}  balanced "
+              f"{reference['balanced_accuracy']:.4f}")
+    print(f"results: {results['run_dir']}/results.json")
+    return 0
+
+
 def _models_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the known network architectures")
     p.set_defaults(handler=lambda args: print(json.dumps(_model_names())) or 0)
@@ -60,20 +142,31 @@ def _model_names() -> list[str]:
     return list(MODEL_NAMES)
 
 
-COMMANDS = [_train_parser, _models_parser]
+def _requested_preset(argv: list[str]) -> str:
+    """`--preset NAME` decides the defaults the other flags start from, so it is read first."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="quick")
+    return pre.parse_known_args(argv)[0].preset
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(preset: str = "quick") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="law", description="Learning to Auto Weight: search and "
                                      "apply sample-weighting policies; run weighting baselines.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in COMMANDS:
-        add(sub)
+    _train_parser(sub)
+    _search_parser(sub, preset)
+    _apply_parser(sub)
+    _models_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = build_parser(_requested_preset(argv)).parse_args(argv)
+    except LawError as e:  # an unknown --preset
+        print(f"law: error: {e}", file=sys.stderr)
+        return 2
     try:
         return args.handler(args)
     except LawError as e:

@@ -18,11 +18,11 @@ class ProgressLine:
         if not self.enabled:
             return
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / done * (self.total - done) if done else float("nan")
+        eta = f"{elapsed / done * (self.total - done):4.0f}s" if done else "   ?"
         width = 24
         filled = int(width * done / max(self.total, 1))
         bar = "#" * filled + "." * (width - filled)
-        line = f"{self.label} [{bar}] {done}/{self.total} {elapsed:5.0f}s eta {eta:4.0f}s {message}"
+        line = f"{self.label} [{bar}] {done}/{self.total} {elapsed:5.0f}s eta {eta} {message}"
         if self.interactive:
             self.stream.write("\r" + line[:160].ljust(160))
             if done >= self.total:

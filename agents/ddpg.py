@@ -1,0 +1,499 @@
+"""DDPG with a stage-embedding actor/critic and full-data updates (FDU).
+
+The agent knows only the contract with the environment:
+
+- observation ``(3,)`` float32 ``[stage_index, smoothed_train_loss,
+  smoothed_val_accuracy]``; the stage index is an integer stored as a float
+  and is embedded (``e_T``) by a learned ``nn.Embedding``;
+- action ``(action_dim,)`` float32 in a box ``[action_low, action_high]``
+  (LAW: ``theta`` for the 4 sample features and the bias ``b``);
+- scalar reward, boolean ``done``.
+
+TD3's three extras (twin critics, delayed policy updates, target policy
+smoothing) are constructor switches in :class:`DDPGConfig`, as in
+stable-baselines3 where DDPG is TD3 with them off. The defaults are plain DDPG.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Iterable, Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from law.errors import ConfigError
+
+from .buffer import PathLike, TransitionBuffer, Transitions, atomic_torch_save
+
+Device = Union[str, torch.device]
+Bound = Union[float, Iterable[float], np.ndarray]
+
+
+@dataclass
+class DDPGConfig:
+    """Actor-critic sizes, optimisation and exploration of the LAW agent."""
+
+    embed_dim: int = 16
+    """Size d of the learned stage embedding e_T (the paper leaves d open; 16 codes 20 stages easily)."""
+    hidden: int = 64
+    """Width of the 3 hidden layers of the 4-layer actor and critic MLPs (inputs are ~20-dim)."""
+    actor_lr: float = 1e-4
+    """Adam learning rate of the actor. The paper uses 1e-5 with 8 workers x many episodes; 1e-4 learns within a CPU budget."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the critic (paper: 1e-4); 10x the actor's so Q tracks the moving policy."""
+    gamma: float = 0.9
+    """Discount per stage. 0.9 (horizon ~10 of 20 stages) keeps bootstrapped targets low-variance with few episodes."""
+    tau: float = 0.01
+    """Polyak factor of the target networks per minibatch step; FDU takes many steps per stage, so a small tau suffices."""
+    noise_std: float = 0.3
+    """Gaussian exploration std per action dimension, as a fraction of that dimension's half-range."""
+    noise_decay: float = 0.95
+    """Factor applied to the exploration std after every completed episode (all workers counted)."""
+    noise_min: float = 0.05
+    """Floor of the decayed exploration std (same units as noise_std), so late episodes still explore."""
+    fdu_epochs: int = 4
+    """Full-data update: passes over the whole shuffled buffer at every stage end."""
+    fdu_batch_size: int = 64
+    """Minibatch size within a full-data update pass (the last minibatch of a pass may be smaller)."""
+    grad_clip: float = 10.0
+    """Max global gradient norm for actor and critic steps; 0 disables. Guards against reward spikes in late stages."""
+    n_critics: int = 1
+    """Number of critics; 2 gives TD3's clipped double-Q target (min over critics)."""
+    policy_delay: int = 1
+    """Update the actor and the targets every this many critic steps (TD3: 2)."""
+    target_noise: float = 0.0
+    """TD3 target policy smoothing std, as a fraction of the half-range; 0 is plain DDPG (TD3: 0.2)."""
+    target_noise_clip: float = 0.5
+    """Clip of the target smoothing noise, as a fraction of the half-range (TD3: 0.5)."""
+    seed: int = 0
+    """Seed of network initialisation, FDU shuffling and target smoothing noise."""
+
+    def validate(self) -> None:
+        positive = {
+            "embed_dim": self.embed_dim,
+            "hidden": self.hidden,
+            "actor_lr": self.actor_lr,
+            "critic_lr": self.critic_lr,
+            "fdu_epochs": self.fdu_epochs,
+            "fdu_batch_size": self.fdu_batch_size,
+            "policy_delay": self.policy_delay,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(name, f"must be > 0, got {value}")
+        unit_interval = {"gamma": self.gamma, "noise_decay": self.noise_decay}
+        for name, value in unit_interval.items():
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(name, f"must be in [0, 1], got {value}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ConfigError("tau", f"must be in (0, 1] (1 copies the online nets), got {self.tau}")
+        non_negative = {
+            "noise_std": self.noise_std,
+            "noise_min": self.noise_min,
+            "grad_clip": self.grad_clip,
+            "target_noise": self.target_noise,
+            "target_noise_clip": self.target_noise_clip,
+        }
+        for name, value in non_negative.items():
+            if not value >= 0:
+                raise ConfigError(name, f"must be >= 0, got {value}")
+        if self.noise_min > self.noise_std:
+            raise ConfigError(
+                "noise_min", f"must not exceed noise_std ({self.noise_std}), got {self.noise_min}"
+            )
+        if self.n_critics not in (1, 2):
+            raise ConfigError("n_critics", f"must be 1 (DDPG) or 2 (TD3), got {self.n_critics}")
+
+
+def polyak_update(
+    params: Iterable[torch.Tensor], target_params: Iterable[torch.Tensor], tau: float
+) -> None:
+    """In place: ``target <- (1 - tau) * target + tau * param``, for every pair."""
+    params, target_params = list(params), list(target_params)
+    if len(params) != len(target_params):
+        raise ValueError(f"{len(params)} params but {len(target_params)} target params")
+    with torch.no_grad():
+        torch._foreach_lerp_(target_params, params, tau)
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
+    """The paper's 4-layer MLP: 3 hidden ReLU layers and a linear output."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, out_dim),
+    )
+
+
+def as_bounds(action_low: Bound, action_high: Bound, action_dim: Optional[int] = None):
+    """Float32 ``(low, high)`` arrays of one shape; scalars broadcast to ``action_dim``."""
+    low = np.asarray(action_low, dtype=np.float32)
+    high = np.asarray(action_high, dtype=np.float32)
+    if action_dim is None:
+        action_dim = max(low.size, high.size) if max(low.ndim, high.ndim) else 1
+    low = np.broadcast_to(low, (action_dim,)).copy()
+    high = np.broadcast_to(high, (action_dim,)).copy()
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ConfigError("action_low", f"bounds must be finite, got low={low}, high={high}")
+    if not np.all(low < high):
+        raise ConfigError("action_high", f"must exceed action_low everywhere, got low={low}, high={high}")
+    return low, high
+
+
+class StageStateEncoder(nn.Module):
+    """``s_T -> [e_T, loss, acc]``: embeds the stage index, keeps the other features."""
+
+    def __init__(self, num_stages: int, embed_dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(num_stages, embed_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        # A terminal next-state carries stage == num_stages; its value is masked
+        # by ``done`` in the TD target, but it must still index the embedding.
+        stage = obs[:, 0].round().long().clamp(0, self.embedding.num_embeddings - 1)
+        return torch.cat([self.embedding(stage), obs[:, 1:]], dim=1)
+
+
+class BoxScaling(nn.Module):
+    """Maps ``[-1, 1]`` to the action box and back (buffers, so they follow ``.to``)."""
+
+    def __init__(self, action_low: np.ndarray, action_high: np.ndarray):
+        super().__init__()
+        low, high = torch.as_tensor(action_low), torch.as_tensor(action_high)
+        self.register_buffer("scale", (high - low) / 2)
+        self.register_buffer("center", (high + low) / 2)
+
+    def to_box(self, unit: torch.Tensor) -> torch.Tensor:
+        return unit * self.scale + self.center
+
+    def to_unit(self, action: torch.Tensor) -> torch.Tensor:
+        return (action - self.center) / self.scale
+
+
+class Actor(nn.Module):
+    """``mu(s_T) -> theta_T``: stage embedding, 4-layer MLP, tanh scaled to the box."""
+
+    def __init__(
+        self,
+        num_stages: int,
+        action_low: np.ndarray,
+        action_high: np.ndarray,
+        *,
+        embed_dim: int = 16,
+        hidden: int = 64,
+        obs_extra_dim: int = 2,
+    ):
+        super().__init__()
+        action_low, action_high = as_bounds(action_low, action_high)
+        self.encoder = StageStateEncoder(num_stages, embed_dim)
+        self.net = mlp(embed_dim + obs_extra_dim, hidden, len(action_low))
+        self.box = BoxScaling(action_low, action_high)
+        # Small last layer (DDPG paper, sec. 7): the first policy sits near the box
+        # centre, i.e. weights close to 1 + tanh(b_centre), not at a saturated corner.
+        nn.init.uniform_(self.net[-1].weight, -3e-3, 3e-3)
+        nn.init.uniform_(self.net[-1].bias, -3e-3, 3e-3)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.box.to_box(torch.tanh(self.net(self.encoder(obs))))
+
+
+class Critic(nn.Module):
+    """``Q(s_T, theta_T)``: its own stage embedding, 4-layer MLP on ``[e_T, loss, acc, a]``."""
+
+    def __init__(
+        self,
+        num_stages: int,
+        action_low: np.ndarray,
+        action_high: np.ndarray,
+        *,
+        embed_dim: int = 16,
+        hidden: int = 64,
+        obs_extra_dim: int = 2,
+    ):
+        super().__init__()
+        action_low, action_high = as_bounds(action_low, action_high)
+        self.encoder = StageStateEncoder(num_stages, embed_dim)
+        self.net = mlp(embed_dim + obs_extra_dim + len(action_low), hidden, 1)
+        # The critic sees actions rescaled to [-1, 1], so its input scale does not
+        # depend on how wide the user made the action box.
+        self.box = BoxScaling(action_low, action_high)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.encoder(obs), self.box.to_unit(action)], dim=1)
+        return self.net(x).squeeze(1)
+
+
+def load_actor(state: dict, device: Device = "cpu") -> Actor:
+    """Rebuild the greedy policy from :meth:`DDPG.actor_state` (e.g. a policy file)."""
+    actor = Actor(
+        state["num_stages"],
+        np.asarray(state["action_low"], np.float32),
+        np.asarray(state["action_high"], np.float32),
+        embed_dim=state["embed_dim"],
+        hidden=state["hidden"],
+        obs_extra_dim=state["obs_extra_dim"],
+    )
+    actor.load_state_dict(state["weights"])
+    return actor.to(device).eval()
+
+
+class DDPG:
+    """The learner: actor, critic(s), their targets, exploration and FDU.
+
+    One learner serves every worker: workers' transitions go into one
+    :class:`TransitionBuffer` and :meth:`update` trains on all of it.
+    """
+
+    def __init__(
+        self,
+        num_stages: int,
+        action_low: Bound,
+        action_high: Bound,
+        cfg: Optional[DDPGConfig] = None,
+        device: Device = "cpu",
+        *,
+        action_dim: Optional[int] = None,
+        obs_extra_dim: int = 2,
+    ):
+        self.cfg = cfg = cfg if cfg is not None else DDPGConfig()
+        cfg.validate()
+        if num_stages < 1:
+            raise ConfigError("num_stages", f"must be >= 1, got {num_stages}")
+        self.num_stages = int(num_stages)
+        self.action_low, self.action_high = as_bounds(action_low, action_high, action_dim)
+        self.action_dim = len(self.action_low)
+        self.obs_extra_dim = obs_extra_dim
+        self.device = torch.device(device)
+
+        # Seeded initialisation without disturbing the caller's global torch RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.actor = self._make(Actor)
+            self.critics = nn.ModuleList(self._make(Critic) for _ in range(cfg.n_critics))
+            self.actor_target = self._make(Actor)
+            self.critic_targets = nn.ModuleList(self._make(Critic) for _ in range(cfg.n_critics))
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        self.critic_targets.load_state_dict(self.critics.state_dict())
+        self.actor_target.requires_grad_(False)
+        self.critic_targets.requires_grad_(False)
+
+        # Parameter lists are built once: FDU takes hundreds of small steps per
+        # stage, where re-walking the module tree costs as much as the maths.
+        self._actor_params = list(self.actor.parameters())
+        self._critic_params = list(self.critics.parameters())
+        self._target_pairs = (
+            (self._actor_params, list(self.actor_target.parameters())),
+            (self._critic_params, list(self.critic_targets.parameters())),
+        )
+        # foreach: one fused kernel per op over all parameters, also on the CPU.
+        self.actor_optimizer = torch.optim.Adam(self._actor_params, lr=cfg.actor_lr, foreach=True)
+        self.critic_optimizer = torch.optim.Adam(self._critic_params, lr=cfg.critic_lr, foreach=True)
+        self.generator = torch.Generator(self.device).manual_seed(cfg.seed)
+        self.episodes_done = 0  # drives the exploration decay
+        self.critic_steps = 0  # drives the TD3 policy delay
+        self._half_range = (self.action_high - self.action_low) / 2
+        self._low = torch.from_numpy(self.action_low).to(self.device)
+        self._high = torch.from_numpy(self.action_high).to(self.device)
+
+    def _make(self, cls):
+        return cls(
+            self.num_stages, self.action_low, self.action_high,
+            embed_dim=self.cfg.embed_dim, hidden=self.cfg.hidden, obs_extra_dim=self.obs_extra_dim,
+        ).to(self.device)
+
+    # ------------------------------------------------------------------ acting
+
+    @property
+    def noise_scale(self) -> float:
+        """Current exploration std, as a fraction of each dimension's half-range."""
+        decayed = self.cfg.noise_std * self.cfg.noise_decay ** self.episodes_done
+        return max(decayed, self.cfg.noise_min)
+
+    def end_episode(self, count: int = 1) -> None:
+        """Record ``count`` completed episodes (decays the exploration noise)."""
+        self.episodes_done += int(count)
+
+    def act(
+        self, obs: np.ndarray, explore: bool, rng: Optional[np.random.Generator] = None
+    ) -> np.ndarray:
+        """Action(s) for ``obs`` of shape (3,) or (N, 3): greedy, or with Gaussian noise.
+
+        Noise is drawn independently per action dimension from ``rng`` (each
+        worker passes its own, so exploration is reproducible per worker), with
+        std ``noise_scale * half_range``, then clipped to the box.
+        """
+        obs = np.array(obs, dtype=np.float32)  # a copy: arrays from Ray are read-only
+        batched = obs.ndim == 2
+        obs2d = obs if batched else obs[None]
+        stages = obs2d[:, 0]
+        if np.any((stages < 0) | (stages > self.num_stages - 1)):
+            raise ValueError(f"stage index must be in [0, {self.num_stages - 1}], got {stages}")
+        with torch.no_grad():
+            action = self.actor(torch.from_numpy(obs2d).to(self.device)).cpu().numpy()
+        if explore:
+            if rng is None:
+                raise ValueError("explore=True needs a numpy Generator `rng`")
+            action = action + rng.normal(0.0, 1.0, action.shape) * (self.noise_scale * self._half_range)
+            action = np.clip(action, self.action_low, self.action_high).astype(np.float32)
+        return action if batched else action[0]
+
+    # ---------------------------------------------------------------- learning
+
+    def update(self, buffer: TransitionBuffer) -> dict[str, float]:
+        """Full-data update: ``fdu_epochs`` shuffled passes over the whole buffer.
+
+        Why the whole buffer: a LAW transition costs a full stage of training
+        two networks, so there are few of them and each is worth replaying;
+        sampling one minibatch per stage (classic DDPG) would leave most
+        transitions barely used. Each minibatch takes one critic TD step, then
+        (every ``policy_delay`` critic steps) one actor step and a Polyak step
+        of all targets, the order of Lillicrap et al.'s per-step update; the
+        targets therefore move within a pass, as in standard DDPG.
+
+        Returns means over the update's minibatches: ``critic_loss``,
+        ``actor_loss``, ``q`` (Q of the stored actions), plus ``samples_seen``
+        (= len(buffer) * fdu_epochs), ``minibatches`` and ``actor_steps``.
+        """
+        n = len(buffer)
+        if n == 0:
+            raise ValueError("update() needs at least one transition in the buffer")
+        data = buffer.tensors(self.device)
+        critic_losses, actor_losses, q_values = [], [], []
+        samples_seen = 0
+        for _ in range(self.cfg.fdu_epochs):
+            order = torch.randperm(n, generator=self.generator, device=self.device)
+            for rows in order.split(self.cfg.fdu_batch_size):
+                batch = Transitions(*(field[rows] for field in data))
+                critic_loss, q = self._critic_step(batch)
+                critic_losses.append(critic_loss)
+                q_values.append(q)
+                samples_seen += rows.numel()
+                if self.critic_steps % self.cfg.policy_delay == 0:
+                    actor_losses.append(self._actor_step(batch))
+                    self._update_targets()
+        nan = torch.full((), float("nan"), device=self.device)
+        means = torch.stack([
+            torch.stack(critic_losses).mean(),
+            torch.stack(actor_losses).mean() if actor_losses else nan,
+            torch.stack(q_values).mean(),
+        ]).tolist()  # the one host sync of the update
+        return {
+            **dict(zip(("critic_loss", "actor_loss", "q"), means)),
+            "samples_seen": float(samples_seen),
+            "minibatches": float(len(critic_losses)),
+            "actor_steps": float(len(actor_losses)),
+        }
+
+    def _td_target(self, batch: Transitions) -> torch.Tensor:
+        with torch.no_grad():
+            next_action = self.actor_target(batch.next_obs)
+            if self.cfg.target_noise > 0:
+                noise = torch.randn(next_action.shape, generator=self.generator, device=self.device)
+                clip = self.cfg.target_noise_clip
+                noise = (noise * self.cfg.target_noise).clamp(-clip, clip) * self.actor_target.box.scale
+                next_action = torch.clamp(next_action + noise, self._low, self._high)
+            next_q = torch.stack([critic(batch.next_obs, next_action) for critic in self.critic_targets])
+            next_q = next_q.min(dim=0).values
+            return batch.reward + self.cfg.gamma * (1.0 - batch.done) * next_q
+
+    def _critic_step(self, batch: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
+        target = self._td_target(batch)
+        q = [critic(batch.obs, batch.action) for critic in self.critics]
+        loss = sum(F.mse_loss(qi, target) for qi in q)
+        self._step(self.critic_optimizer, loss, self._critic_params)
+        self.critic_steps += 1
+        return loss.detach() / len(q), q[0].detach().mean()
+
+    def _actor_step(self, batch: Transitions) -> torch.Tensor:
+        loss = -self.critics[0](batch.obs, self.actor(batch.obs)).mean()
+        self._step(self.actor_optimizer, loss, self._actor_params)
+        return loss.detach()
+
+    def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(params, self.cfg.grad_clip, foreach=True)
+        optimizer.step()
+
+    def _update_targets(self) -> None:
+        for params, target_params in self._target_pairs:
+            polyak_update(params, target_params, self.cfg.tau)
+
+    # ------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume, as tensors and primitives (weights_only-safe)."""
+        return {
+            "config": dataclasses.asdict(self.cfg),
+            "num_stages": self.num_stages,
+            "action_low": self.action_low.tolist(),
+            "action_high": self.action_high.tolist(),
+            "obs_extra_dim": self.obs_extra_dim,
+            "actor": self.actor.state_dict(),
+            "critics": self.critics.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic_targets": self.critic_targets.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "episodes_done": self.episodes_done,
+            "critic_steps": self.critic_steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict`; the architecture must match this agent's."""
+        saved = DDPGConfig(**state["config"])
+        for field in ("embed_dim", "hidden", "n_critics"):
+            if getattr(saved, field) != getattr(self.cfg, field):
+                raise ConfigError(
+                    field,
+                    f"checkpoint has {getattr(saved, field)}, this agent {getattr(self.cfg, field)}; "
+                    "build the agent with DDPG.from_state_dict to take the checkpoint's config",
+                )
+        self.actor.load_state_dict(state["actor"])
+        self.critics.load_state_dict(state["critics"])
+        self.actor_target.load_state_dict(state["actor_target"])
+        self.critic_targets.load_state_dict(state["critic_targets"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.generator.set_state(state["generator"])
+        self.episodes_done = state["episodes_done"]
+        self.critic_steps = state["critic_steps"]
+
+    @classmethod
+    def from_state_dict(cls, state: dict, device: Device = "cpu") -> "DDPG":
+        """A new agent with the checkpoint's config and weights."""
+        agent = cls(
+            state["num_stages"], state["action_low"], state["action_high"],
+            DDPGConfig(**state["config"]), device, obs_extra_dim=state["obs_extra_dim"],
+        )
+        agent.load_state_dict(state)
+        return agent
+
+    def save(self, path: PathLike) -> None:
+        """Checkpoint atomically (temp file + rename)."""
+        atomic_torch_save(self.state_dict(), path)
+
+    @classmethod
+    def load(cls, path: PathLike, device: Device = "cpu") -> "DDPG":
+        """Read a checkpoint written by :meth:`save` (``weights_only=True``)."""
+        # Load on the CPU: the generator state must stay a CPU ByteTensor; modules
+        # and optimisers move their tensors to ``device`` themselves.
+        return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=True), device)
+
+    def actor_state(self) -> dict:
+        """The small policy file: actor weights (CPU) and what rebuilds the actor."""
+        return {
+            "num_stages": self.num_stages,
+            "embed_dim": self.cfg.embed_dim,
+            "hidden": self.cfg.hidden,
+            "obs_extra_dim": self.obs_extra_dim,
+            "action_low": self.action_low.tolist(),
+            "action_high": self.action_high.tolist(),
+            "weights": {k: v.detach().cpu() for k, v in self.actor.state_dict().items()},
+        }

@@ -1,0 +1,272 @@
+"""The 3SM stage environment: one step trains one stage of paired training.
+
+An episode is one complete training of a target and a reference network
+(``law.paired``). Training is cut into ``num_stages`` stages; the first
+``warmup_stages`` are trained unweighted inside ``reset``. Each ``step(action)``
+then trains one stage with the weighting function ``w = 1 + tanh(theta . f + b)``
+held fixed for all of the stage's steps, evaluates both networks on the clean
+validation split (the stage's one host sync) and pays the duplicate-network
+reward
+
+    r = r_w * (acc_target - acc_reference),   r_w = s * exp(k * epoch / total_epochs).
+
+Why a difference of accuracies: the reference shares everything with the
+target except the weights, so the difference isolates what the policy did,
+with the noise of initialisation, batch order and the learning-rate schedule
+cancelled out. Why ``r_w`` grows with the epoch: late accuracy is what the
+final network keeps, and early stages' gains are easily undone.
+
+Spaces (the contract with the agent, which knows nothing of networks):
+
+- observation ``Box((3,), float32)``: ``[stage_index, smoothed_train_loss,
+  smoothed_val_accuracy]`` of the target. ``stage_index`` is the integer index
+  of the stage about to be trained (``warmup_stages`` after reset,
+  ``num_stages`` at the end), stored as a float; the agent embeds it. The loss
+  is clipped to ``[0, loss_clip]``.
+- action ``Box(-1, 1, (5,), float32)``: ``(theta_loss, theta_entropy,
+  theta_density, theta_label, b) = action_scale * action``. The box is
+  normalised (what gymnasium's checker asks for and what a tanh actor emits);
+  ``action_scale`` sets how sharp a weighting the agent can reach.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from law.data import DataConfig, load_data
+from law.errors import ConfigError, LawError
+from law.features import NUM_FEATURES
+from law.models import MODEL_NAMES
+from law.paired import PairedTrainer
+from law.policy import ACTION_SIZE, LAWPolicyWeighter
+from law.trainer import OptimConfig
+
+
+@dataclass
+class EnvConfig:
+    """The 3SM stage schedule, reward and action range of a search episode."""
+
+    model: str = "small_cnn"
+    """Architecture of the target and reference networks."""
+    num_stages: int = 20
+    """Stages per episode, warm-up included (paper: 20)."""
+    warmup_stages: int = 2
+    """Leading stages trained unweighted before the agent acts."""
+    epochs_per_stage: float = 1.0
+    """Training epochs per stage (used when steps_per_stage is 0)."""
+    steps_per_stage: int = 0
+    """Optimiser steps per stage; 0 = derive from epochs_per_stage."""
+    lr_drop_stages: tuple[int, ...] = (10, 13, 16)
+    """Stage indices (from 0) at which the learning rate is multiplied by lr_drop_factor (paper CIFAR: 10 13 16)."""
+    lr_drop_factor: float = 0.1
+    """Learning-rate factor applied at each of lr_drop_stages; the base rate is the optimiser's --lr."""
+    reward_scale: float = 100.0
+    """s in r_w = s * exp(k * epoch / total_epochs); 100 puts the reward in accuracy points."""
+    reward_k: float = 1.0
+    """k in r_w = s * exp(k * epoch / total_epochs): how much more late stages count."""
+    smoothing: float = 0.5
+    """EMA factor of the observed training loss and validation accuracy (0 = no smoothing)."""
+    loss_clip: float = 10.0
+    """Upper bound of the observed smoothed training loss."""
+    action_scale: float = 4.0
+    """(theta, b) = action_scale * action for actions in [-1, 1]."""
+    data_seed: int = 0
+    """Seed of the data set (subsets, label noise); fixed, so every episode searches the same task."""
+    eval_split: str = "val"
+    """Split the reward is measured on (the clean validation split)."""
+    amp: bool = False
+    """bfloat16 autocast forward passes on CUDA (no effect on CPU)."""
+    keep_weights: bool = False
+    """Return every target weight of a stage in info['weights'] (for histograms)."""
+
+    def validate(self) -> None:
+        if self.model not in MODEL_NAMES and not self.model.startswith("wrn"):
+            raise ConfigError("model", f"unknown model '{self.model}'; known: {', '.join(MODEL_NAMES)}")
+        if self.num_stages < 1:
+            raise ConfigError("num_stages", f"must be >= 1, got {self.num_stages}")
+        if not 0 <= self.warmup_stages < self.num_stages:
+            raise ConfigError("warmup_stages", f"must be in [0, num_stages) = [0, {self.num_stages}) "
+                                               f"so the agent acts at least once, got {self.warmup_stages}")
+        if self.steps_per_stage < 0:
+            raise ConfigError("steps_per_stage", f"must be >= 0 (0 = use epochs_per_stage), got {self.steps_per_stage}")
+        if self.steps_per_stage == 0 and not self.epochs_per_stage > 0:
+            raise ConfigError("epochs_per_stage", f"must be > 0 when steps_per_stage is 0, got {self.epochs_per_stage}")
+        if any(not 0 < s < self.num_stages for s in self.lr_drop_stages):
+            raise ConfigError("lr_drop_stages", f"stage indices must lie in (0, {self.num_stages}), "
+                                                f"got {list(self.lr_drop_stages)}")
+        if not 0 < self.lr_drop_factor <= 1:
+            raise ConfigError("lr_drop_factor", f"must be in (0, 1], got {self.lr_drop_factor}")
+        if not self.reward_scale > 0:
+            raise ConfigError("reward_scale", f"must be > 0, got {self.reward_scale}")
+        if not math.isfinite(self.reward_k):
+            raise ConfigError("reward_k", "must be finite")
+        if not 0 <= self.smoothing < 1:
+            raise ConfigError("smoothing", f"must be in [0, 1), got {self.smoothing}")
+        if not self.loss_clip > 0:
+            raise ConfigError("loss_clip", f"must be > 0, got {self.loss_clip}")
+        if not self.action_scale > 0:
+            raise ConfigError("action_scale", f"must be > 0, got {self.action_scale}")
+        if self.eval_split not in ("val", "test"):
+            raise ConfigError("eval_split", f"choose val or test, got '{self.eval_split}'")
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "EnvConfig":
+        """A schedule that runs a whole episode in about a second on CPU (tests, smoke runs)."""
+        return replace(cls(model="mlp", num_stages=4, warmup_stages=1, steps_per_stage=3,
+                           lr_drop_stages=(3,)), **overrides)
+
+
+def _finite_or_none(value: float) -> Optional[float]:
+    # NaN (a class or noise group absent from the stage) becomes None: NaN != NaN
+    # would make identical infos compare unequal.
+    return value if math.isfinite(value) else None
+
+
+class StageWeightingEnv(gym.Env):
+    """One 3SM stage of paired target/reference training per step; reward = DNR."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, env_cfg: Optional[EnvConfig] = None, data_cfg: Optional[DataConfig] = None,
+                 optim_cfg: Optional[OptimConfig] = None, device: torch.device | str = "cpu",
+                 train_reference: bool = True):
+        self.cfg = env_cfg or EnvConfig()
+        self.data_cfg = data_cfg or DataConfig()
+        self.optim_cfg = optim_cfg or OptimConfig()
+        for config in (self.cfg, self.data_cfg, self.optim_cfg):
+            config.validate()
+        self.device = torch.device(device)
+        self.train_reference = train_reference
+        self.bundle = load_data(self.data_cfg, seed=self.cfg.data_seed, device=self.device)
+        self.steps_per_epoch = self.bundle.train_stream(self.cfg.data_seed).steps_per_epoch
+        self.steps_per_stage = self.cfg.steps_per_stage or max(
+            1, round(self.cfg.epochs_per_stage * self.steps_per_epoch))
+        self.total_epochs = self.cfg.num_stages * self.steps_per_stage / self.steps_per_epoch
+
+        self.observation_space = gym.spaces.Box(
+            low=np.zeros(3, dtype=np.float32),
+            high=np.array([self.cfg.num_stages, self.cfg.loss_clip, 1.0], dtype=np.float32),
+            dtype=np.float32,
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_SIZE,), dtype=np.float32)
+
+        self.weighter = LAWPolicyWeighter(self.bundle.class_counts)
+        self.trainer: Optional[PairedTrainer] = None
+        self.stage = 0
+        self._loss_smooth = self._acc_smooth = float("nan")
+        self._obs = np.zeros(3, dtype=np.float32)
+
+    # ------------------------------------------------------------------ schedule
+
+    def stage_lr(self, stage: int) -> float:
+        drops = sum(stage >= s for s in self.cfg.lr_drop_stages)
+        return self.optim_cfg.lr * self.cfg.lr_drop_factor ** drops
+
+    def reward_weight(self, epoch: float) -> float:
+        return self.cfg.reward_scale * math.exp(self.cfg.reward_k * epoch / self.total_epochs)
+
+    def theta(self, action: np.ndarray) -> np.ndarray:
+        """The weighting function's ``(theta, b)`` for an action of the (clipped) box."""
+        return self.cfg.action_scale * np.clip(action, -1.0, 1.0)
+
+    # ------------------------------------------------------------------ gymnasium API
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        """New episode: identical fresh networks, warm-up stages trained unweighted."""
+        super().reset(seed=seed)
+        # Every torch seed of the episode derives from the gymnasium RNG, so
+        # reset(seed=s) replays the episode exactly and reset() continues the sequence.
+        episode_seed = int(self.np_random.integers(2**31 - 1))
+        self.trainer = PairedTrainer(
+            self.bundle, self.cfg.model, self.optim_cfg, episode_seed, self.device, self.total_epochs,
+            amp_dtype=torch.bfloat16 if self.cfg.amp and self.device.type == "cuda" else None,
+            keep_weights=self.cfg.keep_weights, train_reference=self.train_reference)
+        self._loss_smooth = self._acc_smooth = float("nan")
+        info: dict[str, Any] = {}
+        for stage in range(self.cfg.warmup_stages):
+            self.trainer.set_lr(self.stage_lr(stage))
+            self.trainer.reset_stats()
+            self.trainer.warm_up(self.steps_per_stage)
+            summary = self.trainer.stage_summary(f"warm-up stage {stage}")
+            accuracy = self.trainer.evaluate_target(self.cfg.eval_split)["accuracy"]
+            self._observe(summary["target_loss"], accuracy)
+            info = {"stage": stage, "epoch": self.trainer.epoch, "lr": self.trainer.lr,
+                    "acc_target": accuracy, "loss_target": summary["target_loss"]}
+        self.stage = self.cfg.warmup_stages
+        return self._observation(), info
+
+    def step(self, action):
+        if self.trainer is None:
+            raise LawError("call reset() before step()")
+        if self.stage >= self.cfg.num_stages:
+            raise LawError("the episode is over (all stages trained); call reset()")
+        action = np.asarray(action, dtype=np.float32).reshape(-1)
+        if action.shape != (ACTION_SIZE,) or not np.all(np.isfinite(action)):
+            raise LawError(f"an action is {ACTION_SIZE} finite numbers in [-1, 1], got {action}")
+        theta = self.theta(action)
+        self.weighter.set_action(theta)
+
+        trainer = self.trainer
+        trainer.set_lr(self.stage_lr(self.stage))
+        trainer.reset_stats()
+        trainer.train_steps(self.steps_per_stage, self.weighter)
+        summary = trainer.stage_summary(f"stage {self.stage}")
+        target, reference = trainer.evaluate(self.cfg.eval_split)
+        self._observe(summary["target_loss"], target["accuracy"])
+
+        reward_weight = self.reward_weight(trainer.epoch)
+        acc_reference = reference["accuracy"] if reference is not None else None
+        reward = reward_weight * (target["accuracy"] - acc_reference) if reference is not None else 0.0
+        info = {
+            "stage": self.stage,
+            "epoch": trainer.epoch,
+            "lr": trainer.lr,
+            "theta": theta.tolist(),
+            "reward_weight": reward_weight,
+            "acc_target": target["accuracy"],
+            "acc_reference": acc_reference,
+            "loss_target": summary["target_loss"],
+            "loss_reference": summary["reference_loss"],
+            "loss_gap": summary["loss_gap"],
+            "mean_weight": summary["mean_weight"],
+            "mean_weight_per_class": [_finite_or_none(w) for w in summary["mean_weight_per_class"]],
+            "mean_weight_noisy": _finite_or_none(summary["mean_weight_noisy"]),
+            "mean_weight_clean": _finite_or_none(summary["mean_weight_clean"]),
+        }
+        if self.cfg.keep_weights:
+            info["weights"] = trainer.stage_weights().numpy()
+        self.stage += 1
+        terminated = self.stage >= self.cfg.num_stages
+        return self._observation(), float(reward), terminated, False, info
+
+    def close(self) -> None:
+        self.trainer = None
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def last_observation(self) -> np.ndarray:
+        """The observation of the stage about to be trained (a copy)."""
+        return self._observation()
+
+    def evaluate_test(self) -> tuple[dict, Optional[dict]]:
+        """Test-split metrics of (target, reference); reference is None if it is not trained."""
+        if self.trainer is None:
+            raise LawError("call reset() before evaluate_test()")
+        return self.trainer.evaluate("test")
+
+    def _observe(self, loss: float, accuracy: float) -> None:
+        a = self.cfg.smoothing
+        first = math.isnan(self._loss_smooth)
+        self._loss_smooth = loss if first else a * self._loss_smooth + (1 - a) * loss
+        self._acc_smooth = accuracy if first else a * self._acc_smooth + (1 - a) * accuracy
+
+    def _observation(self) -> np.ndarray:
+        loss = min(max(self._loss_smooth, 0.0), self.cfg.loss_clip) if math.isfinite(self._loss_smooth) else 0.0
+        accuracy = self._acc_smooth if math.isfinite(self._acc_smooth) else 0.0
+        return np.array([self.stage, loss, accuracy], dtype=np.float32)

@@ -1,0 +1,183 @@
+"""Paired target/reference training: what the duplicate-network reward stands on.
+
+The reward of a stage is ``acc(target) - acc(reference)``. For that difference
+to measure the weighting policy and nothing else, the two networks must differ
+*only* in the weights: same initial parameters (the reference is a deep copy
+of the freshly seeded target), the same batch tensor (so the same samples,
+order and augmentation), the same optimiser and learning rate. Only the
+target's loss is weighted; the reference always trains with plain CE.
+
+Hence the guarantee the tests pin: with weights identically 1 (``theta = 0,
+b = 0``) both networks take bit-identical steps on CPU and stay equal, so the
+reward of "doing nothing" is exactly 0. (Models with dropout would draw
+different masks for the two networks and break this; none of the registered
+CIFAR models use dropout by default.)
+
+Statistics of a stage (losses, weights by class and by the known noise mask)
+accumulate on the device; ``stage_summary`` is the one host sync per stage.
+"""
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from law.data import Batch, DataBundle
+from law.models import build_model
+from law.stats import WeightStats
+from law.trainer import (DivergenceGuard, OptimConfig, StepResult, evaluate, make_optimizer,
+                         set_lr, train_step)
+from law.weighting import Progress, Weighter
+
+
+class PairedStep(NamedTuple):
+    """One paired step's batch and both networks' detached results."""
+
+    batch: Batch
+    target: StepResult
+    reference: Optional[StepResult]
+    """None when the trainer has no reference network."""
+
+
+def identical_networks(a: nn.Module, b: nn.Module) -> bool:
+    """True when every parameter and buffer of ``a`` equals ``b``'s bit for bit."""
+    state_a, state_b = a.state_dict(), b.state_dict()
+    return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+class PairedTrainer:
+    """Target and reference networks, their optimisers and the batch stream they share."""
+
+    def __init__(self, bundle: DataBundle, model_name: str, optim_cfg: OptimConfig, seed: int,
+                 device: torch.device | str, total_epochs: float,
+                 amp_dtype: torch.dtype | None = None, keep_weights: bool = False,
+                 train_reference: bool = True):
+        self.bundle = bundle
+        self.device = torch.device(device)
+        self.total_epochs = total_epochs
+        self.amp_dtype = amp_dtype
+        # Seed the initialisation without disturbing the caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(model_name, bundle.num_classes, bundle.in_channels, bundle.image_size)
+        self.target = model.to(self.device)
+        self.target_optimizer = make_optimizer(self.target, optim_cfg)
+        # Without a reference (``law apply --no-reference``) only the target trains.
+        self.reference = copy.deepcopy(self.target) if train_reference else None
+        self.reference_optimizer = make_optimizer(self.reference, optim_cfg) if train_reference else None
+        self.stream = bundle.train_stream(seed)
+        self.uniform = Weighter()
+        self.noise_mask = bundle.train.noise_mask.to(self.device)
+        self.stats = WeightStats(bundle.num_classes, self.device, keep_weights)
+        self.reference_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.guard = DivergenceGuard(self.device)
+        self.step = 0
+
+    @property
+    def epoch(self) -> float:
+        return self.step / self.stream.steps_per_epoch
+
+    @property
+    def lr(self) -> float:
+        return self.target_optimizer.param_groups[0]["lr"]
+
+    def set_lr(self, lr: float) -> None:
+        set_lr(self.target_optimizer, lr)
+        if self.reference_optimizer is not None:
+            set_lr(self.reference_optimizer, lr)
+
+    def progress(self) -> Progress:
+        return Progress(step=self.step, epoch=self.epoch, total_epochs=self.total_epochs)
+
+    def paired_step(self, weighter: Weighter) -> PairedStep:
+        """One batch; the target steps on its weighted loss, the reference on plain CE."""
+        batch = next(self.stream)
+        progress = self.progress()
+        target = train_step(self.target, self.target_optimizer, weighter,
+                            batch.inputs, batch.targets, progress, self.amp_dtype)
+        reference = None
+        if self.reference is not None:
+            reference = train_step(self.reference, self.reference_optimizer, self.uniform,
+                                   batch.inputs, batch.targets, progress, self.amp_dtype)
+        self.step += 1
+        return PairedStep(batch, target, reference)
+
+    def train_steps(self, steps: int, weighter: Weighter) -> None:
+        """``steps`` paired steps with ``weighter`` on the target; statistics stay on the device."""
+        for _ in range(steps):
+            batch, target, reference = self.paired_step(weighter)
+            self.stats.update(target.losses, target.weights, batch.targets, self.noise_mask[batch.indices])
+            self.guard.observe(target.loss)
+            if reference is not None:
+                self.reference_loss_sum += reference.losses.sum()
+                self.guard.observe(reference.loss)
+
+    def warm_up(self, steps: int) -> None:
+        """Unweighted steps of the target alone, then copy it into the reference.
+
+        Both networks would take the very same unweighted steps, so training one
+        and copying it is bit-for-bit what training both gives, at half the cost.
+        """
+        for _ in range(steps):
+            batch = next(self.stream)
+            result = train_step(self.target, self.target_optimizer, self.uniform,
+                                batch.inputs, batch.targets, self.progress(), self.amp_dtype)
+            self.step += 1
+            self.stats.update(result.losses, result.weights, batch.targets, self.noise_mask[batch.indices])
+            self.reference_loss_sum += result.losses.sum()
+            self.guard.observe(result.loss)
+        if self.reference is None:
+            return
+        self.reference.load_state_dict(self.target.state_dict())
+        # deepcopy: load_state_dict keeps the very tensors it is given, and the two
+        # optimisers must not share momentum buffers.
+        self.reference_optimizer.load_state_dict(copy.deepcopy(self.target_optimizer.state_dict()))
+
+    def reset_stats(self) -> None:
+        self.stats.reset()
+        self.reference_loss_sum.zero_()
+
+    def stage_summary(self, where: str = "stage") -> dict:
+        """Host-side statistics since ``reset_stats``. This is the stage's sync point.
+
+        Raises TrainingDiverged if either network's loss went NaN/inf.
+        """
+        self.guard.check(where)
+        summary = self.stats.summary()
+        samples = max(summary["samples"], 1)
+        reference_loss = float(self.reference_loss_sum) / samples if self.reference is not None else float("nan")
+        return {
+            "target_loss": summary["mean_loss"],
+            "reference_loss": reference_loss,
+            "loss_gap": summary["mean_loss"] - reference_loss,
+            "mean_weight": summary["mean_weight"],
+            "mean_weight_per_class": summary["mean_weight_per_class"],
+            "mean_weight_noisy": summary["mean_weight_noisy"],
+            "mean_weight_clean": summary["mean_weight_clean"],
+            "samples": summary["samples"],
+        }
+
+    def stage_weights(self) -> torch.Tensor:
+        """Every target weight since ``reset_stats`` (needs ``keep_weights=True``), for histograms."""
+        return self.stats.all_weights()
+
+    def evaluate_target(self, split: str = "val") -> dict:
+        """Metrics of the target on ``split``."""
+        return evaluate(self.target, self.bundle.eval_batches(split), self.bundle.num_classes)
+
+    def evaluate(self, split: str = "val") -> tuple[dict, Optional[dict]]:
+        """Metrics of (target, reference) on ``split``; reference is None if not trained."""
+        reference = None
+        if self.reference is not None:
+            reference = evaluate(self.reference, self.bundle.eval_batches(split), self.bundle.num_classes)
+        return self.evaluate_target(split), reference
+
+    def identical(self) -> bool:
+        """Whether target and reference are still bit-for-bit the same network."""
+        return self.reference is not None and identical_networks(self.target, self.reference)
+
+    def state(self) -> dict:
+        """Where training is, for logging."""
+        return {"step": self.step, "epoch": self.epoch, "lr": self.lr}

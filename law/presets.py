@@ -1,0 +1,60 @@
+"""Named search presets: complete configs a user starts from, then overrides by flag.
+
+``quick`` runs offline on the embedded data set in minutes on 2 CPU cores; the
+others are the paper's settings for GPU clusters. A preset only sets defaults:
+every flag given on the command line wins.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from agents import DDPGConfig
+from envs import EnvConfig
+from law.data import DataConfig
+from law.errors import ConfigError
+from law.search import SearchConfig
+from law.trainer import OptimConfig
+
+
+def _quick() -> dict:
+    return {
+        "SearchConfig": SearchConfig(episodes=6, workers=2),
+        "EnvConfig": EnvConfig(model="small_cnn", num_stages=8, warmup_stages=2, epochs_per_stage=1.0,
+                               lr_drop_stages=(5,)),
+        "DataConfig": DataConfig(dataset="synthetic", noise="symmetric", noise_rate=0.4,
+                                 synthetic_train_size=2500, val_size=500),
+        "OptimConfig": OptimConfig(lr=0.05, lr_schedule="constant"),
+        "DDPGConfig": DDPGConfig(),
+    }
+
+
+def _cifar_noisy(dataset: str) -> dict:
+    """LAW paper, CIFAR with 40 % symmetric noise: 20k train / 5k val, 20 stages,
+    lr 0.1 dropped /10 at stages 10, 13, 16, 8 workers."""
+    return {
+        "SearchConfig": SearchConfig(episodes=200, workers=8, gpus_per_worker=0.5),
+        "EnvConfig": EnvConfig(model="resnet18", num_stages=20, warmup_stages=2, epochs_per_stage=10.0,
+                               lr_drop_stages=(10, 13, 16)),
+        "DataConfig": DataConfig(dataset=dataset, noise="symmetric", noise_rate=0.4,
+                                 train_size=20000, val_size=5000),
+        "OptimConfig": OptimConfig(lr=0.1, lr_schedule="constant", nesterov=True),
+        "DDPGConfig": DDPGConfig(),
+    }
+
+
+SEARCH_PRESETS = {
+    "quick": _quick,
+    "cifar10-noisy": lambda: _cifar_noisy("cifar10"),
+    "cifar100-noisy": lambda: _cifar_noisy("cifar100"),
+}
+
+
+def search_preset(name: str) -> dict:
+    if name not in SEARCH_PRESETS:
+        raise ConfigError("preset", f"unknown preset '{name}'; known: {', '.join(SEARCH_PRESETS)}")
+    return SEARCH_PRESETS[name]()
+
+
+def with_overrides(preset: dict, **sections: dict) -> dict:
+    """A preset with some fields of some sections replaced (used by suites)."""
+    return {name: replace(cfg, **sections.get(name, {})) for name, cfg in preset.items()}
