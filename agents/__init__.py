@@ -1,5 +1,5 @@
 """The LAW agent: DDPG with stage embeddings, full-data updates and its buffer."""
-from .buffer import Transition, TransitionBuffer, Transitions, atomic_torch_save
+from .buffer import Transition, TransitionBuffer, Transitions
 from .ddpg import DDPG, Actor, Critic, DDPGConfig, load_actor, polyak_update
 
 __all__ = [
@@ -12,5 +12,4 @@ __all__ = [
     "Transition",
     "Transitions",
     "TransitionBuffer",
-    "atomic_torch_save",
 ]

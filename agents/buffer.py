@@ -12,11 +12,12 @@ leaves a truncated buffer behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Iterable, NamedTuple, Optional, Union
 
 import numpy as np
 import torch
+
+from law.io import atomic_save
 
 PathLike = Union[str, os.PathLike]
 
@@ -44,28 +45,6 @@ class Transitions(NamedTuple):
     """(N, obs_dim) float32."""
     done: torch.Tensor
     """(N,) float32, 1.0 where the episode ended (no bootstrapping past it)."""
-
-
-def atomic_torch_save(obj: object, path: PathLike) -> None:
-    """``torch.save`` to a temp file in the target's folder, then rename over it.
-
-    The rename is atomic on POSIX and Windows, so readers see the old file or
-    the new one, never a half-written one.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 class TransitionBuffer:
@@ -195,7 +174,7 @@ class TransitionBuffer:
 
     def save(self, path: PathLike) -> None:
         """Write the buffer atomically (temp file in the same folder + rename)."""
-        atomic_torch_save(self.state_dict(), path)
+        atomic_save(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: PathLike) -> "TransitionBuffer":

@@ -26,7 +26,9 @@ from torch import nn
 
 from law.errors import ConfigError
 
-from .buffer import PathLike, TransitionBuffer, Transitions, atomic_torch_save
+from law.io import atomic_save
+
+from .buffer import PathLike, TransitionBuffer, Transitions
 
 Device = Union[str, torch.device]
 Bound = Union[float, Iterable[float], np.ndarray]
@@ -477,7 +479,7 @@ class DDPG:
 
     def save(self, path: PathLike) -> None:
         """Checkpoint atomically (temp file + rename)."""
-        atomic_torch_save(self.state_dict(), path)
+        atomic_save(self.state_dict(), path)
 
     @classmethod
     def load(cls, path: PathLike, device: Device = "cpu") -> "DDPG":

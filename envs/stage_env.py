@@ -22,7 +22,8 @@ Spaces (the contract with the agent, which knows nothing of networks):
   smoothed_val_accuracy]`` of the target. ``stage_index`` is the integer index
   of the stage about to be trained (``warmup_stages`` after reset,
   ``num_stages`` at the end), stored as a float; the agent embeds it. The loss
-  is clipped to ``[0, loss_clip]``.
+  is clipped to ``[0, loss_clip]``; both read 0 before any stage is trained
+  (``warmup_stages = 0``). Smoothing is an EMA over stage ends.
 - action ``Box(-1, 1, (5,), float32)``: ``(theta_loss, theta_entropy,
   theta_density, theta_label, b) = action_scale * action``. The box is
   normalised (what gymnasium's checker asks for and what a tanh actor emits);

@@ -211,14 +211,14 @@ class BatchStream:
     dropped, so every batch has exactly ``batch_size`` samples.
     """
 
-    def __init__(self, images: ImageStore, labels: torch.Tensor, batch_size: int, seed: int,
+    def __init__(self, store: ImageStore, labels: torch.Tensor, batch_size: int, seed: int,
                  augment: bool = True, start_step: int = 0, purpose: str = "train"):
-        if len(images) < batch_size:
+        if len(store) < batch_size:
             raise DataError(f"a {purpose} batch needs {batch_size} samples but the split has only "
-                            f"{len(images)}; lower --batch-size or use more data")
-        self.images, self.labels = images, labels
+                            f"{len(store)}; lower --batch-size or use more data")
+        self.store, self.labels = store, labels
         self.batch_size, self.seed, self.augment, self.purpose = batch_size, seed, augment, purpose
-        self.steps_per_epoch = len(images) // batch_size
+        self.steps_per_epoch = len(store) // batch_size
         self.step = start_step
         self._batches: Optional[Iterator[Batch]] = None
 
@@ -243,8 +243,8 @@ class BatchStream:
 
     def _epoch(self, epoch: int, first: int) -> Iterator[Batch]:
         generator = seeded_generator(self.seed, self.purpose, epoch)
-        order = torch.randperm(len(self.images), generator=generator).to(self.labels.device)
-        inputs = self.images.augmented_batches(order, generator, self.batch_size, self.augment, first)
+        order = torch.randperm(len(self.store), generator=generator).to(self.labels.device)
+        inputs = self.store.augmented_batches(order, generator, self.batch_size, self.augment, first)
         for k, x in enumerate(inputs, start=first):
             indices = order[k * self.batch_size:(k + 1) * self.batch_size]
             yield Batch(x, self.labels[indices], indices)

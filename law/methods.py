@@ -34,7 +34,7 @@ class MethodConfig:
     meta_batch_size: int = 128
     """L2RW: clean batch size per training step."""
     curriculum_a: float = 1.0
-    """SPL/OHEM: steepness a of the schedule m = B*exp(a*e')/(1+exp(a*e')), e' = epochs from mid-training."""
+    """SPL/OHEM: steepness per epoch of the logistic ramp of m (samples used), rescaled to reach the whole batch by mid-training (0 = linear)."""
     curriculum_min_fraction: float = 0.2
     """SPL/OHEM: fraction of the batch used at the start of training."""
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from law.data import Batch, DataBundle
+from law.errors import LawError
 from law.models import build_model
 from law.stats import WeightStats
 from law.trainer import (DivergenceGuard, OptimConfig, StepResult, evaluate, make_optimizer,
@@ -74,6 +75,7 @@ class PairedTrainer:
         self.reference_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.guard = DivergenceGuard(self.device)
         self.step = 0
+        self.paired_steps = 0
 
     @property
     def epoch(self) -> float:
@@ -102,6 +104,7 @@ class PairedTrainer:
             reference = train_step(self.reference, self.reference_optimizer, self.uniform,
                                    batch.inputs, batch.targets, progress, self.amp_dtype)
         self.step += 1
+        self.paired_steps += 1
         return PairedStep(batch, target, reference)
 
     def train_steps(self, steps: int, weighter: Weighter) -> None:
@@ -119,7 +122,10 @@ class PairedTrainer:
 
         Both networks would take the very same unweighted steps, so training one
         and copying it is bit-for-bit what training both gives, at half the cost.
+        Only valid before the first paired step, while the two are still equal.
         """
+        if self.paired_steps:
+            raise LawError("warm_up() must come before the first paired step: it overwrites the reference")
         for _ in range(steps):
             batch = next(self.stream)
             result = train_step(self.target, self.target_optimizer, self.uniform,

@@ -150,7 +150,8 @@ class SearchState:
         self.redo: list[int] = []  # episodes to run again from their first stage
         self.finished: list[dict] = []  # one summary per finished episode
         self.rounds = 0
-        self.worker_failures = 0
+        self.worker_failures = 0  # calls that died or raised
+        self.episodes_redone = 0  # episodes lost with a worker and run again
         self.row_episode: list[int] = []  # episode of each buffer row
         self.in_flight: list[int] = []  # episodes running when the checkpoint was written
 
@@ -233,16 +234,19 @@ def policy_file(agent: DDPG, env_cfg: EnvConfig, config: dict) -> dict:
             "feature_spec": dict(FEATURE_SPEC), "env": to_dict(env_cfg)["EnvConfig"], "config": config}
 
 
-def _gather(futures: dict[int, Any]) -> dict[int, tuple[bool, Any]]:
-    """Wait for every worker's call; a dead or restarted worker gives (False, error)."""
+def _gather(futures: dict[int, Any]) -> dict[int, tuple[str, Any]]:
+    """Wait for every worker's call. Each result is ("ok", value), ("restarting", error) for
+    a worker Ray is bringing back, or ("failed", error) for one that died or raised."""
     import ray
 
     results = {}
     for index, future in futures.items():
         try:
-            results[index] = (True, ray.get(future))
+            results[index] = ("ok", ray.get(future))
+        except ray.exceptions.ActorUnavailableError as error:
+            results[index] = ("restarting", error)
         except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as error:
-            results[index] = (False, error)
+            results[index] = ("failed", error)
     return results
 
 
@@ -346,14 +350,18 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
     fdu_total = train_total = 0.0
     seed = search_cfg.seed
 
-    def fail(index: int, error: Exception) -> None:
-        failures[index] += 1
-        state.worker_failures += 1
+    def lose_episode(index: int, status: str, error: Exception) -> None:
+        """The worker's episode is gone: drop its transitions and queue it to be redone.
+        A restarting worker is not a new failure; it was counted when it died."""
+        if status == "failed":
+            failures[index] += 1
+            state.worker_failures += 1
+            if failures[index] > search_cfg.max_worker_restarts:
+                raise LawError(f"worker {index} failed {failures[index]} times (last: {error}); "
+                               f"the search is checkpointed: fix the cause, then --resume {run_dir}")
         episode = slots[index].episode
-        if failures[index] > search_cfg.max_worker_restarts:
-            raise LawError(f"worker {index} died {failures[index]} times (last: {error}); "
-                           f"the search is checkpointed: fix the cause, then --resume {run_dir}")
-        learner.drop_episode(episode)
+        if learner.drop_episode(episode) or slots[index].obs is not None:
+            state.episodes_redone += 1
         state.redo.insert(0, episode)
         slots[index] = Slot()
 
@@ -366,11 +374,11 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
                 if slot.episode is None and (episode := state.take_episode()) is not None:
                     slot.episode = episode
                     starting[i] = workers[i].reset.remote(episode, episode_seed(seed, episode))
-            for i, (ok, result) in _gather(starting).items():
-                if ok:
+            for i, (status, result) in _gather(starting).items():
+                if status == "ok":
                     slots[i].obs = result
                 else:
-                    fail(i, result)
+                    lose_episode(i, status, result)
             # 2. Every busy worker trains one stage with the current actor's action.
             stepping = {}
             for i, slot in enumerate(slots):
@@ -378,9 +386,9 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
                     stage = int(slot.obs[0])
                     action = agent.act(slot.obs, explore=True, rng=noise_rng(seed, slot.episode, stage))
                     stepping[i] = workers[i].step.remote(slot.episode, action)
-            for i, (ok, result) in _gather(stepping).items():
-                if not ok:
-                    fail(i, result)
+            for i, (status, result) in _gather(stepping).items():
+                if status != "ok":
+                    lose_episode(i, status, result)
                     continue
                 transition, info = result
                 slot = slots[i]
@@ -421,6 +429,7 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
     results = {"kind": "search", "config": config, "seed": seed, "environment": environment_info(),
                "episodes": sorted(state.finished, key=lambda s: s["episode"]),
                "rounds": state.rounds, "worker_failures": state.worker_failures,
+               "episodes_redone": state.episodes_redone,
                "transitions": len(learner.buffer),
                "fdu_fraction_of_training": fdu_total / max(train_total, 1e-9),
                "policy": str(run_dir / POLICY)}

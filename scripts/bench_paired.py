@@ -3,11 +3,13 @@ policy weights) against one plain single-network step, side by side.
 
 Two networks cost 2x by construction; the target is at most 2.1x, i.e. the
 LAW features, the tanh weights and the stage statistics add at most 5 % on
-top. Both loops run in one process, interleaved round by round, so a busy
-machine slows both alike; the ratio is of the per-round medians.
+top. Both loops run in one process, interleaved step by step (paired, plain,
+paired, ...), so a busy machine slows both alike; the ratio is of the medians.
+The weighting overhead alone (features + weights of one batch, timed in
+isolation) is printed as well, as a share of the plain step.
 
     python scripts/bench_paired.py                  # small_cnn, batch 128, 3x32x32, CPU, 2 threads
-    python scripts/bench_paired.py --threads 1 --rounds 9
+    python scripts/bench_paired.py --threads 1 --steps 60
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from law.paired import PairedTrainer  # noqa: E402
 from law.policy import LAWPolicyWeighter  # noqa: E402
 from law.stats import WeightStats  # noqa: E402
 from law.trainer import DivergenceGuard, OptimConfig, make_optimizer, train_step  # noqa: E402
-from law.weighting import Progress, Weighter  # noqa: E402
+from law.weighting import Progress, WeightInputs, Weighter  # noqa: E402
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -36,8 +38,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (default: 128)")
     parser.add_argument("--image-size", type=int, default=32, help="image side, 3 channels (default: 32)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
-    parser.add_argument("--steps", type=int, default=10, help="steps per timed round (default: 10)")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each kind (default: 5)")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps of each kind (default: 40)")
     parser.add_argument("--device", default="cpu", help="device (default: cpu)")
     return parser
 
@@ -92,21 +93,33 @@ def main(args: argparse.Namespace) -> dict:
     paired.train_steps(2, weighter)  # warm caches and allocators, untimed
     plain.train_steps(2)
     paired_times, plain_times = [], []
-    for _ in range(args.rounds):
-        paired_times.append(timed(lambda: paired.train_steps(args.steps, weighter), device) / args.steps)
-        plain_times.append(timed(lambda: plain.train_steps(args.steps), device) / args.steps)
+    for _ in range(args.steps):
+        paired_times.append(timed(lambda: paired.train_steps(1, weighter), device))
+        plain_times.append(timed(lambda: plain.train_steps(1), device))
     paired.stage_summary("benchmark")
+    weighting_ms = 1000 * weighting_seconds(paired, weighter, device)
 
     paired_ms = 1000 * statistics.median(paired_times)
     plain_ms = 1000 * statistics.median(plain_times)
     ratio = paired_ms / plain_ms
     print(f"{args.model}, batch {args.batch_size}, 3x{args.image_size}x{args.image_size}, {device}, "
-          f"{args.threads} threads, median of {args.rounds} rounds x {args.steps} steps")
-    print(f"plain step   {plain_ms:8.1f} ms")
-    print(f"paired step  {paired_ms:8.1f} ms")
-    print(f"ratio        {ratio:8.3f}x  (target <= 2.1x; 2x is the second network)")
-    print("per-round ratios " + " ".join(f"{p / q:.3f}" for p, q in zip(paired_times, plain_times)))
-    return {"plain_ms": plain_ms, "paired_ms": paired_ms, "ratio": ratio}
+          f"{args.threads} threads, medians of {args.steps} interleaved steps each")
+    print(f"plain step       {plain_ms:8.2f} ms")
+    print(f"paired step      {paired_ms:8.2f} ms")
+    print(f"features+weights {weighting_ms:8.3f} ms  ({100 * weighting_ms / plain_ms:.2f} % of a plain step)")
+    print(f"ratio            {ratio:8.3f}x  (target <= 2.1x; 2x is the second network)")
+    return {"plain_ms": plain_ms, "paired_ms": paired_ms, "weighting_ms": weighting_ms, "ratio": ratio}
+
+
+def weighting_seconds(paired: PairedTrainer, weighter: LAWPolicyWeighter, device: torch.device,
+                      repeats: int = 200) -> float:
+    """Seconds per batch of the LAW features and weights alone, on real logits."""
+    batch = next(paired.stream)
+    with torch.no_grad():
+        logits = paired.target(batch.inputs)
+    inputs = WeightInputs(logits, batch.targets, weighter.per_sample_loss(logits, batch.targets), Progress())
+    weighter.weights(inputs)
+    return timed(lambda: [weighter.weights(inputs) for _ in range(repeats)], device) / repeats
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """L2RW: the fast forward-mode path against the look-ahead definition."""
 import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -171,3 +175,13 @@ def test_weighter_without_meta_batch_says_what_is_missing():
     x, y, _, _ = batches()
     with pytest.raises(LawError, match="meta batch"):
         L2RWWeighter().forward(model, x, y, Progress())
+
+
+def test_benchmark_script_runs(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_weighters.py"
+    out = tmp_path / "bench.json"
+    subprocess.run([sys.executable, str(script), "--steps", "1", "--warmup", "0", "--batch-size", "8",
+                    "--threads", "1", "--no-memory", "--output", str(out)], check=True, capture_output=True)
+    results = json.loads(out.read_text())
+    assert set(results["ratio_to_plain"]) == {"plain", "low", "l2rw", "l2rw_ref"}
+    assert results["l2rw_weights_max_abs_diff_vs_lookahead"] < 1e-5

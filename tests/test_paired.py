@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from law.data import DataConfig, load_data
-from law.errors import TrainingDiverged
+from law.errors import LawError, TrainingDiverged
 from law.paired import PairedTrainer, identical_networks
 from law.policy import LAWPolicyWeighter
 from law.trainer import OptimConfig
@@ -86,6 +86,8 @@ def test_warm_up_is_bitwise_what_training_both_gives(bundle):
     assert identical_networks(copied.target, both.target)
     assert identical_networks(copied.reference, both.reference)
     assert not copied.identical()
+    with pytest.raises(LawError, match="before the first paired step"):
+        copied.warm_up(1)
 
 
 def test_stage_statistics_split_weights_by_class_and_noise(bundle):
