@@ -17,14 +17,20 @@ from law.trainer import OptimConfig
 
 
 def _quick() -> dict:
+    """Embedded data in a regime where weighting matters: an MLP on 2k easy synthetic
+    images with 40 % symmetric noise starts memorising the noisy labels within a few
+    stages, so the right stage-wise policy beats the unweighted reference."""
     return {
-        "SearchConfig": SearchConfig(episodes=6, workers=2),
-        "EnvConfig": EnvConfig(model="small_cnn", num_stages=8, warmup_stages=2, epochs_per_stage=1.0,
-                               lr_drop_stages=(5,)),
+        "SearchConfig": SearchConfig(episodes=30, workers=2),
+        "EnvConfig": EnvConfig(model="mlp", num_stages=8, warmup_stages=1, epochs_per_stage=2.0,
+                               lr_drop_stages=(3,), keep_weights=True),
         "DataConfig": DataConfig(dataset="synthetic", noise="symmetric", noise_rate=0.4,
-                                 synthetic_train_size=2500, val_size=500),
+                                 synthetic_train_size=2500, synthetic_test_size=1000, val_size=500,
+                                 synthetic_image_size=32, synthetic_difficulty=0.3, augment=False,
+                                 batch_size=50,
+                                 eval_batch_size=500),
         "OptimConfig": OptimConfig(lr=0.05, lr_schedule="constant"),
-        "DDPGConfig": DDPGConfig(),
+        "DDPGConfig": DDPGConfig(fdu_batch_size=256),
     }
 
 
@@ -34,7 +40,7 @@ def _cifar_noisy(dataset: str) -> dict:
     return {
         "SearchConfig": SearchConfig(episodes=200, workers=8, gpus_per_worker=0.5),
         "EnvConfig": EnvConfig(model="resnet18", num_stages=20, warmup_stages=2, epochs_per_stage=10.0,
-                               lr_drop_stages=(10, 13, 16)),
+                               lr_drop_stages=(10, 13, 16), keep_weights=True),
         "DataConfig": DataConfig(dataset=dataset, noise="symmetric", noise_rate=0.4,
                                  train_size=20000, val_size=5000),
         "OptimConfig": OptimConfig(lr=0.1, lr_schedule="constant", nesterov=True),

@@ -164,9 +164,9 @@ def _smoke(data: DataConfig, **profile) -> Profile:
 
 
 def _smoke_data(**fields) -> DataConfig:
-    return DataConfig(dataset="synthetic", synthetic_train_size=240, synthetic_test_size=64,
-                      synthetic_image_size=8, synthetic_classes=4, train_size=160, val_size=48,
-                      batch_size=32, eval_batch_size=256, **fields)
+    base = dict(dataset="synthetic", synthetic_train_size=240, synthetic_test_size=64, synthetic_image_size=8,
+                synthetic_classes=4, train_size=160, val_size=48, batch_size=32, eval_batch_size=256)
+    return DataConfig(**(base | fields))
 
 
 # ----------------------------------------------------------------------------------------
@@ -308,20 +308,20 @@ SUITES: dict[str, Suite] = {
               "LAW Table 4", True,
               {"cpu": lambda: _imbalanced_cpu("cifar10", STEP), "paper": lambda: _imbalanced_paper("cifar10", STEP),
                "smoke": lambda: _smoke(_smoke_data(imbalance="step", step_minority_classes=1,
-                                                   step_keep_fraction=0.25))}),
+                                                   step_keep_fraction=0.25, train_size=0))}),
         Suite("cifar100-step", "Imbalanced CIFAR-100, step profile (2 minority classes at 4 %)",
               "LAW Table 4", True,
               {"cpu": lambda: _imbalanced_cpu("cifar100", STEP), "paper": lambda: _imbalanced_paper("cifar100", STEP),
                "smoke": lambda: _smoke(_smoke_data(imbalance="step", step_minority_classes=1,
-                                                   step_keep_fraction=0.25))}),
+                                                   step_keep_fraction=0.25, train_size=0))}),
         Suite("cifar10-longtail", "Long-tailed CIFAR-10, imbalance ratio 100", "LAW Table 5", True,
               {"cpu": lambda: _imbalanced_cpu("cifar10", LONGTAIL),
                "paper": lambda: _imbalanced_paper("cifar10", LONGTAIL),
-               "smoke": lambda: _smoke(_smoke_data(imbalance="longtail", imbalance_ratio=5.0, train_size=100))}),
+               "smoke": lambda: _smoke(_smoke_data(imbalance="longtail", imbalance_ratio=5.0, train_size=0))}),
         Suite("cifar100-longtail", "Long-tailed CIFAR-100, imbalance ratio 100", "LAW Table 5", True,
               {"cpu": lambda: _imbalanced_cpu("cifar100", LONGTAIL),
                "paper": lambda: _imbalanced_paper("cifar100", LONGTAIL),
-               "smoke": lambda: _smoke(_smoke_data(imbalance="longtail", imbalance_ratio=5.0, train_size=100))}),
+               "smoke": lambda: _smoke(_smoke_data(imbalance="longtail", imbalance_ratio=5.0, train_size=0))}),
         Suite("imagenet-noisy", "Noisy ImageNet (ImageFolder layout), 40 % symmetric label noise, "
                                 "policy transferred from ResNet-18", "LAW Table 3", False,
               {"cpu": _imagenet_cpu, "paper": _imagenet_paper,

@@ -1,0 +1,211 @@
+"""`law compare`: same data and schedule for every method, honest aggregation, resumability."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+
+from dataclasses import replace
+
+import pytest
+
+from agents import DDPG, DDPGConfig
+from law.compare import (CompareConfig, aggregate, build_experiment, compare, mean_std, minority_classes,
+                         parse_methods, parse_seeds, run_metrics)
+from law.data import DataConfig
+from law.errors import ConfigError
+from law.io import atomic_save
+from law.policy import ACTION_SIZE
+from law.search import policy_file
+from law.suites import SUITES, StageSchedule, get_suite, resolve_data
+from law.trainer import OptimConfig, learning_rate
+
+
+def write_policy(path, num_stages: int = 3) -> str:
+    schedule = get_suite("cifar10-noisy").profile("smoke").schedule
+    agent = DDPG(num_stages, -1.0, 1.0, DDPGConfig(), action_dim=ACTION_SIZE)
+    atomic_save(policy_file(agent, schedule.env_config("mlp", 100), {}), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory) -> str:
+    return write_policy(tmp_path_factory.mktemp("policy") / "policy.pt")
+
+
+# ---------------------------------------------------------------------------- schedules
+
+
+def test_cpu_noisy_schedule_by_hand():
+    s = get_suite("cifar10-noisy").profile("cpu").schedule
+    assert s.epochs == 30 and s.milestones() == (21.0,)
+    assert s.report_epochs() == (6, 9, 12, 15, 18, 21, 24, 27, 30)
+    optim = s.baseline_optim(OptimConfig(lr=0.05))
+    assert learning_rate(optim, 20.99, s.epochs) == pytest.approx(0.05)
+    assert learning_rate(optim, 21.0, s.epochs) == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+@pytest.mark.parametrize("profile", ["cpu", "paper", "smoke"])
+def test_baseline_lr_equals_stage_lr_at_every_step(suite, profile):
+    """The baselines' step schedule in epochs is the stage schedule LAW trains with."""
+    p = get_suite(suite).profile(profile)
+    s = p.schedule
+    optim = s.baseline_optim(p.optim)
+    steps_per_epoch = 7
+    for step in range(s.epochs * steps_per_epoch):
+        stage = step // (s.epochs_per_stage * steps_per_epoch)
+        stage_lr = p.optim.lr * s.lr_drop_factor ** sum(stage >= d for d in s.lr_drop_stages)
+        assert learning_rate(optim, step / steps_per_epoch, s.epochs) == pytest.approx(stage_lr)
+    env = s.env_config(p.model, data_seed=3)
+    env.validate()
+    assert env.num_stages * env.epochs_per_stage == s.epochs and env.eval_split == "val"
+
+
+def test_profiles_are_labelled_and_valid():
+    for suite in SUITES.values():
+        for name in suite.profiles:
+            p = suite.profile(name)
+            assert name in p.label and p.budget
+            data = replace(p.data, data_root=p.data.data_root or "/data")  # filled in at run time
+            for config in (data, p.optim, p.method, p.search, p.ddpg):
+                config.validate()
+
+
+# ---------------------------------------------------------------------------- data, parsing
+
+
+def test_resolve_data_recognises_an_image_tree(tmp_path):
+    (tmp_path / "tree" / "train").mkdir(parents=True)
+    (tmp_path / "pickles").mkdir()
+    cifar = DataConfig(dataset="cifar10")
+    assert resolve_data(cifar, str(tmp_path / "tree")).dataset == "imagefolder"
+    assert resolve_data(cifar, str(tmp_path / "pickles")).dataset == "cifar10"
+    with pytest.raises(ConfigError, match="data_root"):
+        resolve_data(cifar, "")
+    with pytest.raises(ConfigError, match="train/"):
+        resolve_data(DataConfig(dataset="imagefolder"), str(tmp_path / "pickles"))
+
+
+def test_parsing_and_validation_errors_name_the_field():
+    assert parse_methods("ce, law") == ["ce", "law"]
+    assert parse_seeds("2,0") == [2, 0]
+    for field, kwargs in [("methods", {"methods": "ce,mixup"}), ("methods", {"methods": "ce,ce"}),
+                          ("seeds", {"seeds": "0,x"}), ("seeds", {"seeds": ""}), ("profile", {"profile": "gpu"}),
+                          ("suite", {"suite": "mnist"}), ("jobs", {"jobs": 0}), ("policy", {"policy": "/nope.pt"})]:
+        with pytest.raises(ConfigError) as error:
+            CompareConfig(**kwargs).validate()
+        assert error.value.field == field
+
+
+def test_mean_std_by_hand():
+    mean, std = mean_std([0.5, 0.7])
+    assert mean == pytest.approx(0.6) and std == pytest.approx(math.sqrt(0.02))
+    mean, std = mean_std([0.4])
+    assert mean == pytest.approx(0.4) and math.isnan(std)
+
+
+def test_minority_classes():
+    assert minority_classes(DataConfig(imbalance="step", step_minority_classes=2), 10) == [0, 1]
+    assert minority_classes(DataConfig(imbalance="longtail", imbalance_ratio=100.0), 10) == [5, 6, 7, 8, 9]
+
+
+def test_run_metrics_use_the_shared_evaluation_points():
+    """A baseline's best ignores epochs at which LAW is not evaluated."""
+    def record(epoch, acc, val):
+        return {"epoch": epoch, "val": {"accuracy": val},
+                "test": {"accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc, "mean_auc": 0.9}}
+
+    history = [record(1, 0.9, 0.1), record(2, 0.5, 0.8), record(3, 0.6, 0.2), record(4, 0.4, 0.3)]
+    metrics = run_metrics({"history": history}, report_epochs=(2, 4))
+    assert metrics["best"] == 0.5 and metrics["best_epoch"] == 2
+    assert metrics["last"] == 0.4 and metrics["at_best_val"] == 0.5
+    assert metrics["best_any_epoch"] == 0.9
+    summary = aggregate([{"method": "ce", "seed": 0, "wall_seconds": 1.0, **metrics},
+                         {"method": "ce", "seed": 1, "wall_seconds": 3.0, **metrics | {"last": 0.6}}], ("last",))
+    assert summary["ce"]["n"] == 2 and summary["ce"]["last"][0] == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def smoke(tmp_path, policy, **fields) -> CompareConfig:
+    return CompareConfig(**({"profile": "smoke", "methods": "ce,cb,law", "seeds": "0,1", "policy": policy,
+                             "output_dir": str(tmp_path), "progress": False} | fields))
+
+
+def test_compare_end_to_end_is_fair_and_resumable(tmp_path, policy):
+    cfg = smoke(tmp_path, policy)
+    results = compare(cfg)
+    out = build_experiment(cfg).out
+
+    runs = {(r["method"], r["seed"]): r for r in results["runs"]}
+    assert set(runs) == {(m, s) for m in ("ce", "cb", "law", "law-twin") for s in (0, 1)}
+    for seed in (0, 1):  # identical data for every method of a seed
+        loaded = {m: json.loads((out / "runs" / f"{m}__seed{seed}" / "results.json").read_text())
+                  for m in ("ce", "cb", "law")}
+        sizes = {m: (r["dataset"]["train"], r["dataset"]["val"], r["dataset"]["test"],
+                     round(r["dataset"]["noisy_fraction"], 6)) for m, r in loaded.items()}
+        assert len(set(sizes.values())) == 1, sizes
+        epochs = [h["epoch"] for h in loaded["law"]["history"]]
+        assert tuple(epochs) == build_experiment(cfg).schedule.report_epochs()
+        assert all("accuracy" in h["test"] for h in loaded["law"]["history"])
+        assert len(loaded["ce"]["history"]) == build_experiment(cfg).schedule.epochs
+
+    # The table's numbers are the mean over seeds of each run's own results.
+    ce_last = [runs[("ce", s)]["last"] for s in (0, 1)]
+    assert results["summary"]["ce"]["last"][0] == pytest.approx(sum(ce_last) / 2)
+    table = (out / "table.md").read_text()
+    assert "profile `smoke`" in table and "| CE | 2 |" in table and "LAW" in table
+    assert f"{100 * sum(ce_last) / 2:.2f}" in table
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 8
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["environment"]["code_revision"] and saved["seeds"] == [0, 1]
+    assert any(f.name.startswith("events.out.tfevents") for f in (out / "runs" / "law__seed0").iterdir())
+
+    # Re-running skips finished runs; a run killed mid-way (folder, no results) is redone.
+    finished = out / "runs" / "ce__seed0" / "results.json"
+    stamp = finished.stat().st_mtime_ns
+    killed = out / "runs" / "cb__seed1"
+    for f in killed.iterdir():
+        if f.name == "results.json":
+            f.unlink()
+    again = compare(cfg)
+    assert finished.stat().st_mtime_ns == stamp
+    assert (killed / "results.json").is_file()
+    assert again["summary"]["ce"]["last"] == results["summary"]["ce"]["last"]
+
+    # Other settings in the same folder are refused.
+    with pytest.raises(ConfigError, match="other settings"):
+        compare(smoke(tmp_path, policy, model="small_cnn"))
+
+
+def test_parallel_jobs_give_the_same_numbers(tmp_path, policy):
+    serial = compare(smoke(tmp_path, policy, methods="ce", seeds="0,1", name="serial", plots=False))
+    parallel = compare(smoke(tmp_path, policy, methods="ce", seeds="0,1", name="parallel", plots=False,
+                             jobs=2, threads=2))
+    for a, b in zip(serial["runs"], parallel["runs"]):
+        assert a["last"] == pytest.approx(b["last"], abs=1e-6) and a["best"] == pytest.approx(b["best"], abs=1e-6)
+
+
+def test_imbalanced_table_has_the_extra_columns_and_minority_plot(tmp_path, policy):
+    pytest.importorskip("matplotlib")
+    results = compare(smoke(tmp_path, policy, suite="cifar10-step", methods="ce,cb", seeds="0"))
+    table = results["table"]
+    for column in ("balanced acc", "macro F1", "mean AUC"):
+        assert column in table
+    assert any(p.endswith("weights_minority.png") for p in results["plots"])
+
+
+def test_cli_flags_are_generated_from_the_config(tmp_path, policy):
+    from law.compare import add_compare_parser
+
+    parser = argparse.ArgumentParser()
+    add_compare_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["compare", "--suite", "cifar10-noisy", "--profile", "smoke", "--methods", "ce",
+                              "--seeds", "3", "--output-dir", str(tmp_path), "--no-plots", "--no-progress"])
+    assert args.handler(args) == 0
+    assert (tmp_path / "cifar10-noisy__smoke" / "runs" / "ce__seed3" / "results.json").is_file()

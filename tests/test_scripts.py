@@ -1,0 +1,134 @@
+"""One smoke test per benchmark script, with a microscopic budget (profile `smoke`).
+
+Each script runs on a tiny ImageFolder tree written here, so the real data path
+(folder -> decoded or streamed images -> splits -> runs -> table) is exercised.
+The scripts are run in-process (their ``main(argv)``) so the tests share one
+Python and one local Ray instance.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.io import write_png
+
+from agents import DDPG, DDPGConfig
+from law.io import atomic_save
+from law.policy import ACTION_SIZE
+from law.search import policy_file
+from law.suites import get_suite
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+CLASSES = ("cat", "dog", "frog", "ship")
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_tree(root: Path, side: int, train_per_class: int, test_per_class: int) -> Path:
+    """train/<class>/*.png and test/<class>/*.png: a class-coloured square plus noise."""
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            colour = torch.tensor([(label * 70) % 256, (label * 130 + 40) % 256, (255 - label * 60) % 256])
+            for i in range(count):
+                noise = torch.randint(-40, 41, (3, side, side), generator=generator)
+                image = (colour.view(3, 1, 1) + noise).clamp(0, 255).to(torch.uint8)
+                write_png(image, str(folder / f"{i:03d}.png"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def small_tree(tmp_path_factory) -> str:
+    return str(write_tree(tmp_path_factory.mktemp("cifar_like"), side=8, train_per_class=60, test_per_class=8))
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory) -> str:
+    schedule = get_suite("cifar10-noisy").profile("smoke").schedule
+    agent = DDPG(schedule.num_stages, -1.0, 1.0, DDPGConfig(), action_dim=ACTION_SIZE)
+    path = tmp_path_factory.mktemp("policy") / "policy.pt"
+    atomic_save(policy_file(agent, schedule.env_config("mlp", 100), {}), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated_cache_and_ray(tmp_path_factory):
+    import os
+
+    old = os.environ.get("LAW_CACHE_DIR")
+    os.environ["LAW_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("LAW_CACHE_DIR", None)
+    else:
+        os.environ["LAW_CACHE_DIR"] = old
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def rows(folder: Path) -> list[dict]:
+    with open(folder / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_suite_noisy_cifar_searches_then_compares(small_tree, tmp_path):
+    """The full path: a (one-episode) search on the validation split, then CE and LAW."""
+    main = load_script("suite_noisy_cifar").main
+    assert main(["--data-path", small_tree, "--profile", "smoke", "--methods", "ce,law", "--seeds", "0",
+                 "--output-dir", str(tmp_path), "--no-plots", "--quiet"]) == 0
+    out = tmp_path / "cifar10-noisy__smoke"
+    assert (out / "search" / "policy.pt").is_file()
+    assert {r["method"] for r in rows(out)} == {"ce", "law", "law-twin"}
+    table = (out / "table.md").read_text()
+    assert "profile `smoke`" in table and "imagefolder" in table
+    search = json.loads((out / "search" / "results.json").read_text())
+    assert search["config"]["EnvConfig"]["eval_split"] == "val"
+
+
+def test_suite_imbalanced_cifar(small_tree, policy, tmp_path):
+    main = load_script("suite_imbalanced_cifar").main
+    assert main(["--data-path", small_tree, "--imbalance", "step", "--profile", "smoke", "--methods", "ce,cb,law",
+                 "--seeds", "0", "--policy", policy, "--output-dir", str(tmp_path), "--no-plots", "--quiet"]) == 0
+    out = tmp_path / "cifar10-step__smoke"
+    table = (out / "table.md").read_text()
+    assert "balanced acc" in table and "| CB | 1 |" in table
+    assert len(rows(out)) == 4
+
+
+def test_transfer_script_trains_network_b(small_tree, policy, tmp_path):
+    main = load_script("transfer").main
+    assert main(["--suite", "cifar10-noisy", "--search-model", "mlp", "--model", "small_cnn", "--policy", policy,
+                 "--data-path", small_tree, "--profile", "smoke", "--seeds", "0", "--output-dir", str(tmp_path),
+                 "--no-plots", "--quiet"]) == 0
+    out = tmp_path / "cifar10-noisy__smoke__transfer_mlp_to_small_cnn"
+    law = json.loads((out / "runs" / "law__seed0" / "results.json").read_text())
+    assert law["config"]["EnvConfig"]["model"] == "small_cnn"
+    assert {r["method"] for r in rows(out)} == {"ce", "law", "law-twin"}
+
+
+def test_suite_imagenet_trains_data_parallel_on_two_cpu_workers(tmp_path, policy):
+    """Streamed ImageFolder images; LAW's transferred policy on Ray Train, 2 gloo workers."""
+    tree = write_tree(tmp_path / "imagenet_like", side=20, train_per_class=20, test_per_class=4)
+    main = load_script("suite_imagenet").main
+    assert main(["--data-path", str(tree), "--profile", "smoke", "--methods", "law", "--seeds", "0",
+                 "--policy", policy, "--output-dir", str(tmp_path / "out"), "--no-plots", "--quiet"]) == 0
+    out = tmp_path / "out" / "imagenet-noisy__smoke"
+    law = json.loads((out / "runs" / "law__seed0" / "results.json").read_text())
+    assert law["distributed"] == {"workers": 2, "use_gpu": False}
+    assert law["kind"] == "train-data-parallel" and len(law["history"]) == 3
+    acting = [h for h in law["history"] if "action" in h]
+    assert len(acting) == 2  # one action per stage after the warm-up, the same on both workers
+    assert law["history"][-1]["train"]["samples"] == 48  # both shards counted (2 x 24)
