@@ -41,7 +41,6 @@ import torch
 
 from law.data import DataConfig, load_data
 from law.errors import ConfigError, LawError
-from law.features import NUM_FEATURES
 from law.models import MODEL_NAMES
 from law.paired import PairedTrainer
 from law.policy import ACTION_SIZE, LAWPolicyWeighter

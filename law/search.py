@@ -24,6 +24,7 @@ episode is lost or repeated.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -319,12 +320,13 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
         saved = torch.load(Path(resume) / CHECKPOINT, map_location="cpu", weights_only=True)
         search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg = _configs_from_saved(saved["config"])
         run_dir = Path(resume)
+    agent_cfg = dataclasses.replace(agent_cfg, seed=search_cfg.seed)  # one --seed seeds everything
     validate_all(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
     if not resume:
+        preflight(env_cfg, data_cfg)
         run_dir = _new_run_dir(search_cfg, data_cfg)
     config = to_dict(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
 
-    agent_cfg.seed = search_cfg.seed
     # The env's actions live in [-1, 1]^5; it scales them to (theta, b) itself.
     agent = DDPG(env_cfg.num_stages, -1.0, 1.0, agent_cfg, action_dim=ACTION_SIZE)
     state = SearchState(search_cfg.episodes)
@@ -440,6 +442,17 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
     results["run_dir"] = str(run_dir)
     results["table"] = table
     return results
+
+
+def preflight(env_cfg: EnvConfig, data_cfg: DataConfig) -> None:
+    """Fail in the driver, with the data layer's own message, before any worker starts:
+    a wrong --data-root or an impossible split would otherwise surface as restarts of
+    workers that cannot build their env. Loading once also fills the decode cache."""
+    from law.data import load_data
+    from law.models import build_model
+
+    bundle = load_data(data_cfg, seed=env_cfg.data_seed, device="cpu")
+    build_model(env_cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size)
 
 
 def _new_run_dir(search_cfg: SearchConfig, data_cfg: DataConfig) -> Path:

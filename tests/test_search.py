@@ -16,7 +16,7 @@ from agents import DDPGConfig, load_actor
 from envs import EnvConfig
 from law.apply import ApplyConfig, apply_policy, load_policy, policy_env_config
 from law.data import DataConfig
-from law.errors import ConfigError, LawError
+from law.errors import ConfigError, DataError, LawError
 from law.search import CHECKPOINT, POLICY, SearchConfig, search
 from law.trainer import OptimConfig
 
@@ -62,6 +62,7 @@ def test_search_completes_and_writes_a_loadable_policy(local_ray, tmp_path):
     assert action.shape == (1, 5) and action.abs().max() <= 1
     saved = json.loads((run / "results.json").read_text())
     assert saved["config"]["SearchConfig"]["seed"] == 0 and saved["environment"]["torch"]
+    assert saved["config"]["DDPGConfig"]["seed"] == 0
     assert (run / "summary.md").read_text().count("\n") == 4 + 2
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run))
 
@@ -134,6 +135,14 @@ def test_a_killed_driver_resumes_without_losing_or_repeating_episodes(tmp_path):
     assert resumed.returncode == 0, output
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert_complete(results, episodes)
+
+
+def test_a_wrong_data_root_fails_before_any_worker_or_folder_is_made(tmp_path):
+    configs = list(tiny_configs(tmp_path))
+    configs[2] = DataConfig(dataset="imagefolder", data_root=str(tmp_path / "missing"))
+    with pytest.raises(DataError, match="missing.*--data-root"):
+        search(*configs)
+    assert not (tmp_path / "search").exists()
 
 
 def test_search_config_errors_name_the_field(tmp_path):
