@@ -13,7 +13,7 @@ setup(
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",
-        "ray[default]>=2.9",
+        "ray[default,train]>=2.9",
         "numpy>=1.24",
         "tensorboard>=2.14",
         "gymnasium>=1.0",

@@ -77,8 +77,6 @@ class EnvConfig:
     """(theta, b) = action_scale * action for actions in [-1, 1]."""
     data_seed: int = 0
     """Seed of the data set (subsets, label noise); fixed, so every episode searches the same task."""
-    eval_split: str = "val"
-    """Split the reward is measured on (the clean validation split)."""
     amp: bool = False
     """bfloat16 autocast forward passes on CUDA (no effect on CPU)."""
     keep_weights: bool = False
@@ -111,8 +109,6 @@ class EnvConfig:
             raise ConfigError("loss_clip", f"must be > 0, got {self.loss_clip}")
         if not self.action_scale > 0:
             raise ConfigError("action_scale", f"must be > 0, got {self.action_scale}")
-        if self.eval_split not in ("val", "test"):
-            raise ConfigError("eval_split", f"choose val or test, got '{self.eval_split}'")
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "EnvConfig":
@@ -193,7 +189,7 @@ class StageWeightingEnv(gym.Env):
             self.trainer.reset_stats()
             self.trainer.warm_up(self.steps_per_stage)
             summary = self.trainer.stage_summary(f"warm-up stage {stage}")
-            accuracy = self.trainer.evaluate_target(self.cfg.eval_split)["accuracy"]
+            accuracy = self.trainer.evaluate_target("val")["accuracy"]
             self._observe(summary["target_loss"], accuracy)
             info = {"stage": stage, "epoch": self.trainer.epoch, "lr": self.trainer.lr,
                     "acc_target": accuracy, "loss_target": summary["target_loss"]}
@@ -216,7 +212,7 @@ class StageWeightingEnv(gym.Env):
         trainer.reset_stats()
         trainer.train_steps(self.steps_per_stage, self.weighter)
         summary = trainer.stage_summary(f"stage {self.stage}")
-        target, reference = trainer.evaluate(self.cfg.eval_split)
+        target, reference = trainer.evaluate("val")  # the clean validation split; never test
         self._observe(summary["target_loss"], target["accuracy"])
 
         reward_weight = self.reward_weight(trainer.epoch)

@@ -5,6 +5,7 @@ import argparse
 import json
 import sys
 
+from law.compare import add_compare_parser
 from law.config import add_config_args, config_from_args
 from law.errors import LawError
 
@@ -156,6 +157,7 @@ def build_parser(preset: str = "quick") -> argparse.ArgumentParser:
     _train_parser(sub)
     _search_parser(sub, preset)
     _apply_parser(sub)
+    add_compare_parser(sub)
     _models_parser(sub)
     return parser
 

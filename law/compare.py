@@ -40,6 +40,7 @@ import csv
 import io
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -53,9 +54,9 @@ from law.config import add_config_args, config_from_args, to_dict
 from law.data import DataConfig
 from law.errors import ConfigError, LawError, TrainingDiverged
 from law.io import atomic_write_json, atomic_write_text, environment_info
-from law.methods import METHODS, MethodConfig
+from law.methods import METHODS
 from law.models import MODEL_NAMES
-from law.suites import PROFILES, SUITES, Profile, Suite, get_suite, resolve_data
+from law.suites import PROFILES, Profile, Suite, get_suite, resolve_data
 
 METHOD_ORDER = ("ce", "focal", "cb", "low", "l2rw", "spl", "ohem", "law")
 DISPLAY = {"ce": "CE", "focal": "Focal", "cb": "CB", "low": "LOW", "l2rw": "L2RW", "spl": "SPL",
@@ -69,7 +70,8 @@ class CompareConfig:
     """Which suite, budget, methods and seeds to compare, and where the results go."""
 
     suite: str = "cifar10-noisy"
-    """Benchmark suite: cifar10-noisy, cifar100-noisy, cifar10-step, cifar100-step, cifar10-longtail, cifar100-longtail, imagenet-noisy."""
+    """Benchmark suite: cifar10-noisy, cifar100-noisy, cifar10-step, cifar100-step, cifar10-longtail,
+    cifar100-longtail, imagenet-noisy."""
     profile: str = "cpu"
     """Budget: cpu (about an hour on 2 cores), paper (the paper's settings, GPUs), smoke (seconds; tests)."""
     methods: str = ",".join(METHOD_ORDER)
@@ -96,6 +98,8 @@ class CompareConfig:
     """Torch threads per run (0: the suite's, else torch's default)."""
     jobs: int = 1
     """Runs trained at the same time, in separate processes (threads are split between them)."""
+    train_workers: int = -1
+    """Data-parallel Ray Train workers per run (-1: the suite's; 0: one process; ImageNet paper: 8, one per GPU)."""
     output_dir: str = "runs/compare"
     """Folder that receives the comparison folder."""
     name: str = ""
@@ -117,6 +121,8 @@ class CompareConfig:
                 raise ConfigError(name, f"unknown model '{value}'; known: {', '.join(MODEL_NAMES)}")
         if self.policy and not Path(self.policy).is_file():
             raise ConfigError("policy", f"no policy file at '{self.policy}'")
+        if self.train_workers < -1:
+            raise ConfigError("train_workers", f"must be -1 (the suite's), 0 or more, got {self.train_workers}")
         for name in ("episodes", "workers", "threads"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
@@ -173,6 +179,11 @@ class Experiment:
     def threads(self) -> int:
         return self.cfg.threads or self.profile.threads
 
+    @property
+    def train_workers(self) -> int:
+        """Data-parallel workers per run; 0 trains in this process."""
+        return self.profile.distributed_workers if self.cfg.train_workers < 0 else self.cfg.train_workers
+
     def spec(self) -> dict:
         """What a re-run must share with the runs already in the folder."""
         p = self.profile
@@ -180,7 +191,7 @@ class Experiment:
             "suite": self.suite.name, "profile": self.cfg.profile, "model": self.model,
             "data": asdict(self.data), "optim": asdict(p.optim), "schedule": asdict(p.schedule),
             "method": asdict(p.method), "law_reference": p.law_reference,
-            "distributed_workers": p.distributed_workers,
+            "train_workers": self.train_workers,
             "law_policy": self._policy_spec(),
         }
 
@@ -230,12 +241,39 @@ def search_configs(exp: Experiment) -> tuple:
     """(SearchConfig, EnvConfig, DataConfig, OptimConfig, DDPGConfig) of the suite's search."""
     p, cfg = exp.profile, exp.cfg
     env = exp.schedule.env_config(exp.search_model, data_seed=p.search_data_seed, **p.search_env)
-    if env.eval_split != "val":
-        raise ConfigError("eval_split", "the search reward must be measured on the validation split")
     search_cfg = replace(p.search, episodes=cfg.episodes or p.search.episodes,
                          workers=cfg.workers or p.search.workers, address=cfg.address,
                          output_dir=str(exp.out), run_name="search", progress=cfg.progress)
+    if search_cfg.gpus_per_worker and not cluster_has_gpus(cfg):
+        search_cfg = replace(search_cfg, gpus_per_worker=0.0)
     return search_cfg, env, exp.search_data, replace(p.optim, lr_schedule="constant"), p.ddpg
+
+
+def cluster_has_gpus(cfg: CompareConfig) -> bool:
+    """Whether GPU shares can be scheduled: a local GPU, or GPUs in the Ray cluster joined."""
+    if cfg.device == "cpu":
+        return False
+    if torch.cuda.is_available():
+        return True
+    if not (cfg.address or os.environ.get("RAY_ADDRESS")):
+        return False
+    import ray
+
+    from law.search import init_ray
+
+    init_ray(cfg.address)
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def check_policy(exp: Experiment, path: str) -> None:
+    """Refuse, before any training, a policy that cannot act on the suite's stages."""
+    from law.apply import load_policy
+
+    searched = load_policy(path)["actor"]["num_stages"]
+    if searched != exp.schedule.num_stages:
+        raise ConfigError("policy", f"{path} acts on {searched} stages but profile {exp.cfg.profile} of "
+                                    f"{exp.suite.name} has {exp.schedule.num_stages}; search one for this "
+                                    "profile (leave --policy empty)")
 
 
 def ensure_policy(exp: Experiment) -> str:
@@ -243,6 +281,7 @@ def ensure_policy(exp: Experiment) -> str:
     from law.search import CHECKPOINT, POLICY, search
 
     if exp.cfg.policy:
+        check_policy(exp, exp.cfg.policy)
         return exp.cfg.policy
     folder = exp.out / "search"
     if (folder / POLICY).is_file():
@@ -299,8 +338,9 @@ class StageLogger:
 
 
 def _nan_for_none(train: dict) -> dict:
-    nan = float("nan")
-    fix = lambda v: nan if v is None else v
+    def fix(value):
+        return float("nan") if value is None else value
+
     return {**train, "mean_weight_noisy": fix(train.get("mean_weight_noisy")),
             "mean_weight_clean": fix(train.get("mean_weight_clean")),
             "mean_weight_per_class": [fix(v) for v in train.get("mean_weight_per_class", [])]}
@@ -321,7 +361,7 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
         "model": exp.model, "num_stages": s.num_stages, "warmup_stages": s.warmup_stages,
         "epochs_per_stage": float(s.epochs_per_stage), "steps_per_stage": 0,
         "lr_drop_stages": s.lr_drop_stages, "lr_drop_factor": s.lr_drop_factor, "data_seed": seed,
-        "eval_split": "val", "keep_weights": False})
+        "keep_weights": False})
     device = resolve_device(exp.cfg.device)
     if exp.threads:
         torch.set_num_threads(exp.threads)
@@ -336,8 +376,9 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
     bar = ProgressLine(s.num_stages - s.warmup_stages, f"law seed {seed}", enabled=progress)
     try:
         obs, info = env.reset(seed=seed)
-        history = [_law_record(env, info, None, 0.0, warmup=True)]
-        logger.record(history[-1])
+        history = [_law_record(env, info, None, 0.0, warmup=True)] if s.warmup_stages else []
+        for record in history:
+            logger.record(record)
         done = False
         while not done:
             with torch.no_grad():
@@ -400,8 +441,8 @@ def train_distributed(exp: Experiment, method: str, seed: int, run_dir: Path, po
     from law.apply import load_policy
     from law.distributed import DistributedConfig, StageJob, train_data_parallel
 
-    use_gpu = torch.cuda.is_available() and exp.cfg.device != "cpu"
-    dist = DistributedConfig(workers=exp.profile.distributed_workers, use_gpu=use_gpu,
+    use_gpu = cluster_has_gpus(exp.cfg)
+    dist = DistributedConfig(workers=exp.train_workers, use_gpu=use_gpu,
                              cpus_per_worker=float(max(1, exp.threads)), address=exp.cfg.address)
     job = StageJob(exp.model, exp.data, exp.profile.optim, exp.schedule,
                    replace(exp.profile.method, method=method), seed,
@@ -425,7 +466,7 @@ def run_one(cfg: CompareConfig, method: str, seed: int, policy_path: Optional[st
     run_dir.mkdir(parents=True)
     started = time.perf_counter()
     try:
-        if exp.profile.distributed_workers:
+        if exp.train_workers:
             train_distributed(exp, method, seed, run_dir, policy_path)
         elif method == "law":
             train_law(exp, policy_path, seed, run_dir, progress)
@@ -446,7 +487,7 @@ def run_one(cfg: CompareConfig, method: str, seed: int, policy_path: Optional[st
 def compare(cfg: CompareConfig) -> dict:
     """Run (or continue) a comparison; writes table.md, results.csv, results.json and plots."""
     exp = build_experiment(cfg)
-    if exp.profile.distributed_workers:
+    if exp.train_workers:
         from law.distributed import SUPPORTED_METHODS
 
         unsupported = [m for m in exp.methods if m not in SUPPORTED_METHODS]
@@ -591,12 +632,14 @@ def _cell(mean: float, std: float, bold: bool) -> str:
 def markdown_table(exp: Experiment, summary: dict, policy_path: Optional[str], rows: list[dict]) -> str:
     p, s, data = exp.profile, exp.schedule, exp.data
     columns = table_columns(exp.suite.imbalanced)
-    best_means = {key: max((e[key][0] for e in summary.values() if not math.isnan(e[key][0])), default=math.nan)
+    ranked = [e for m, e in summary.items() if m != "law-twin"]
+    best_means = {key: max((e[key][0] for e in ranked if not math.isnan(e[key][0])), default=math.nan)
                   for key, _ in columns}
     seeds_text = ", ".join(map(str, exp.seeds))
     lines = [f"## {exp.suite.title} ({exp.suite.paper}) — profile `{exp.cfg.profile}`", "",
              f"> **Profile `{exp.cfg.profile}`:** {p.label}.", "",
-             f"- Setup: {exp.model}; {data.dataset} {_data_text(data, rows)}; batch {data.batch_size}; "
+             f"- Setup: {exp.model}; {data.dataset} {_data_text(data, rows)}; batch {data.batch_size}, "
+             f"{_augment_text(data)}; "
              f"SGD lr {p.optim.lr:g}, momentum {p.optim.momentum:g}, wd {p.optim.weight_decay:g}; "
              f"{s.describe()}.",
              f"- Seeds: {seeds_text} (mean ± sample std over the seeds that finished; n per row below).",
@@ -638,6 +681,14 @@ def _data_text(data: DataConfig, rows: list[dict]) -> str:
     sizes = (f"train {data.train_size or 'all'} / val {data.val_size} (clean) / "
              f"test {data.test_size or 'all'}")
     return f"({', '.join(bias) or 'unbiased'}), {sizes}"
+
+
+def _augment_text(data: DataConfig) -> str:
+    if not data.augment:
+        return "no augmentation"
+    if data.dataset == "imagefolder" and data.in_memory == "never":
+        return "RandomResizedCrop + flip"
+    return "random crop + flip" if data.crop_padding else "flip"
 
 
 def _policy_text(exp: Experiment, policy_path: Optional[str]) -> str:
@@ -700,9 +751,10 @@ def _load_runs(exp: Experiment) -> dict[str, list[dict]]:
     return runs
 
 
-def _curve(histories: list[list[dict]], value) -> "Curve":
+def _curve(histories: list[list[dict]], value):
     from law.plots import Curve
 
+    # Seeds of one method share their evaluation epochs; a shorter history (none so far) would truncate.
     length = min(len(h) for h in histories)
     x = [r["epoch"] for r in histories[0][:length]]
     return Curve(x, [[_finite(value(r)) for r in h[:length]] for h in histories])
@@ -833,6 +885,8 @@ def add_script_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: the suite's)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
+    parser.add_argument("--train-workers", type=int, default=-1,
+                        help="data-parallel Ray Train workers per run, one per GPU (-1: the suite's)")
     parser.add_argument("--name", default="", help="comparison folder name (default: {suite}__{profile})")
     parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
     parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress lines")

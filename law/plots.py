@@ -8,6 +8,7 @@ weights, test accuracy) is extracted by ``law.compare``.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -57,8 +58,8 @@ def plot_panels(path: str | Path, title: str, panels: dict[str, dict[str, Curve]
     count = max(len(panels), 1)
     columns = min(count, 4)
     rows = math.ceil(count / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False,
-                                sharey=True)
+    width = max(4.2 * columns, 8.0)
+    figure, axes = plt.subplots(rows, columns, figsize=(width, 3.6 * rows), squeeze=False, sharey=True)
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     for ax, (name, curves) in zip(axes.flat, panels.items()):
@@ -77,10 +78,12 @@ def plot_panels(path: str | Path, title: str, panels: dict[str, dict[str, Curve]
         ax.legend(fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
-    figure.suptitle(title, fontsize=11)
+    characters = int(width * 11)  # roughly what fits across the figure at these font sizes
+    figure.suptitle(textwrap.fill(title, characters // 1.4), fontsize=11)
+    footnote = textwrap.fill(footnote, characters)
     if footnote:
         figure.text(0.01, 0.005, footnote, fontsize=7, color="dimgrey", va="bottom")
-    figure.tight_layout(rect=(0, 0.04 if footnote else 0, 1, 1))
+    figure.tight_layout(rect=(0, 0.025 * (footnote.count("\n") + 1) + 0.01 if footnote else 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
