@@ -70,6 +70,8 @@ class DDPGConfig:
     """TD3 target policy smoothing std, as a fraction of the half-range; 0 is plain DDPG (TD3: 0.2)."""
     target_noise_clip: float = 0.5
     """Clip of the target smoothing noise, as a fraction of the half-range (TD3: 0.5)."""
+    action_penalty: float = 0.0
+    """Pull of the actor towards the box centre: loss = -Q/mean|Q| + c*mean(a^2) in [-1, 1] units; 0 is plain DDPG."""
     seed: int = 0
     """Seed of network initialisation, FDU shuffling and target smoothing noise."""
 
@@ -98,6 +100,7 @@ class DDPGConfig:
             "grad_clip": self.grad_clip,
             "target_noise": self.target_noise,
             "target_noise_clip": self.target_noise_clip,
+            "action_penalty": self.action_penalty,
         }
         for name, value in non_negative.items():
             if not value >= 0:
@@ -411,7 +414,17 @@ class DDPG:
         return loss.detach() / len(q), q[0].detach().mean()
 
     def _actor_step(self, batch: Transitions) -> torch.Tensor:
-        loss = -self.critics[0](batch.obs, self.actor(batch.obs)).mean()
+        action = self.actor(batch.obs)
+        q = self.critics[0](batch.obs, action)
+        if self.cfg.action_penalty == 0:
+            loss = -q.mean()
+        else:
+            # Why: with few, noisy transitions the critic extrapolates to unvisited
+            # corners of the box and a saturated tanh actor never comes back. The box
+            # centre is the known-safe action (LAW: all weights 1), so the actor leaves
+            # it only where Q says so; Q is scale-normalised (as TD3+BC) so c is unitless.
+            unit = self.actor.box.to_unit(action)
+            loss = -q.mean() / q.abs().mean().detach().clamp_min(1e-6) + self.cfg.action_penalty * unit.pow(2).mean()
         self._step(self.actor_optimizer, loss, self._actor_params)
         return loss.detach()
 

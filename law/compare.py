@@ -226,11 +226,18 @@ def check_spec(exp: Experiment) -> None:
     if path.is_file():
         saved = json.loads(path.read_text())["spec"]
         changed = sorted(k for k in set(spec) | set(saved) if spec.get(k) != saved.get(k))
+        if changed == ["law_policy"] and not _has_law_runs(exp):
+            changed = []  # the policy only shapes LAW runs, and there are none yet
         if changed:
             raise ConfigError("name", f"{exp.out} holds a comparison made with other settings "
                                       f"({', '.join(changed)} differ); pass another --name or "
                                       "--output-dir, or delete that folder")
     atomic_write_json({"spec": spec, "config": asdict(exp.cfg)}, path)
+
+
+def _has_law_runs(exp: Experiment) -> bool:
+    """Whether anything in the folder already depends on the LAW policy."""
+    return (exp.out / "search").exists() or any((exp.out / "runs").glob("law__seed*"))
 
 
 # ----------------------------------------------------------------------------------------

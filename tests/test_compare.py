@@ -182,6 +182,17 @@ def test_compare_end_to_end_is_fair_and_resumable(tmp_path, policy):
         compare(smoke(tmp_path, policy, model="small_cnn"))
 
 
+def test_law_can_join_a_finished_baseline_comparison_but_its_policy_is_then_fixed(tmp_path, policy):
+    baselines = compare(smoke(tmp_path, None, methods="ce", seeds="0"))
+    joined = compare(smoke(tmp_path, policy, methods="ce,law", seeds="0"))
+    assert joined["summary"]["ce"] == baselines["summary"]["ce"]
+    assert "law" in joined["summary"]
+    other = tmp_path / "other_policy.pt"
+    other.write_bytes(open(policy, "rb").read())
+    with pytest.raises(ConfigError, match="law_policy"):
+        compare(smoke(tmp_path, str(other), methods="ce,law", seeds="0"))
+
+
 def test_parallel_jobs_give_the_same_numbers(tmp_path, policy):
     serial = compare(smoke(tmp_path, policy, methods="ce", seeds="0,1", name="serial", plots=False))
     parallel = compare(smoke(tmp_path, policy, methods="ce", seeds="0,1", name="parallel", plots=False,
