@@ -188,6 +188,12 @@ PAPER_CIFAR_SCHEDULE = StageSchedule(num_stages=20, warmup_stages=2, epochs_per_
                                      lr_drop_stages=(10, 13, 16))
 
 
+# A CPU search has a few hundred transitions: plain DDPG's actor ran to a corner of the
+# action box there (weights ~0 or saturated; measured on the quick preset), so the CPU
+# profiles pull the actor towards the safe "all weights 1" centre (see DDPGConfig).
+CPU_DDPG = DDPGConfig(action_penalty=0.5)
+
+
 def _noisy_cifar_cpu(dataset: str) -> Profile:
     classes = 100 if dataset == "cifar100" else 10
     return Profile(
@@ -200,6 +206,7 @@ def _noisy_cifar_cpu(dataset: str) -> Profile:
         optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4),
         schedule=CPU_NOISY_SCHEDULE,
         search=SearchConfig(episodes=16, workers=2, cpus_per_worker=1.0),
+        ddpg=CPU_DDPG,
         method=MethodConfig(meta_size=500, meta_batch_size=100),
         threads=2,
     )
