@@ -14,15 +14,6 @@ LOW = np.array([-1.0, -2.0, 0.0, -0.5, -3.0], np.float32)
 HIGH = np.array([1.0, 2.0, 4.0, 0.5, 3.0], np.float32)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The nets are tiny: extra threads only fight over the shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def stage_obs(stages, loss=1.0, acc=0.5) -> np.ndarray:
     stages = np.asarray(stages, np.float32)
     return np.stack([stages, np.full_like(stages, loss), np.full_like(stages, acc)], axis=1)

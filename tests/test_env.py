@@ -6,7 +6,6 @@ import warnings
 import gymnasium
 import numpy as np
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env
 
 from envs import ENV_ID, EnvConfig, StageWeightingEnv
@@ -21,15 +20,6 @@ INFO_KEYS = {"stage", "epoch", "lr", "theta", "reward_weight", "acc_target", "ac
              "loss_target", "loss_reference", "loss_gap", "mean_weight", "mean_weight_per_class",
              "mean_weight_noisy", "mean_weight_clean"}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Several torch threads on a busy 2-core machine spin against each other
-    # (10x slower here); results do not depend on the thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_env(**env_overrides) -> StageWeightingEnv:

@@ -13,15 +13,6 @@ DATA = DataConfig(synthetic_train_size=300, synthetic_test_size=50, val_size=60,
                   eval_batch_size=100, noise="symmetric", noise_rate=0.4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Several torch threads on a busy 2-core machine spin against each other
-    # (10x slower here); results do not depend on the thread count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def bundle():
