@@ -7,11 +7,9 @@ data set and optimiser are free, which is what transfer means here.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from agents import load_actor
@@ -20,7 +18,8 @@ from law.config import to_dict, validate_all
 from law.data import DataConfig
 from law.errors import ConfigError, LawError
 from law.features import check_feature_spec
-from law.io import atomic_write_json, environment_info
+from law.io import atomic_write_json, environment_info, new_run_dir, run_stamp
+from law.search import plain_info
 from law.progress import ProgressLine
 from law.train import resolve_device, seed_everything
 from law.trainer import OptimConfig
@@ -87,8 +86,8 @@ def apply_policy(apply_cfg: ApplyConfig, env_cfg: EnvConfig, data_cfg: DataConfi
     device = resolve_device(apply_cfg.device)
     if apply_cfg.threads:
         torch.set_num_threads(apply_cfg.threads)
-    name = apply_cfg.run_name or f"{data_cfg.dataset}__law-apply__{apply_cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(apply_cfg.output_dir) / name
+    run_dir = new_run_dir(apply_cfg.output_dir, apply_cfg.run_name,
+                          f"{data_cfg.dataset}__law-apply__{apply_cfg.seed}__{run_stamp()}")
     seed_everything(apply_cfg.seed)
     actor = load_actor(policy["actor"])
     env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, train_reference=apply_cfg.reference)
@@ -100,7 +99,8 @@ def apply_policy(apply_cfg: ApplyConfig, env_cfg: EnvConfig, data_cfg: DataConfi
             action = actor(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
         obs, reward, terminated, truncated, info = env.step(action)
         done = terminated or truncated
-        stages.append({"action": action.tolist(), "reward": float(reward), **_plain(info)})
+        info = {k: v for k, v in plain_info(info).items() if k != "weights"}
+        stages.append({"action": action.tolist(), "reward": float(reward), **info})
         bar.update(len(stages), f"val acc {info['acc_target']:.3f}")
     target_test, reference_test = env.evaluate_test()
     config = to_dict(apply_cfg, env_cfg, data_cfg, optim_cfg)
@@ -111,7 +111,3 @@ def apply_policy(apply_cfg: ApplyConfig, env_cfg: EnvConfig, data_cfg: DataConfi
     results["run_dir"] = str(run_dir)
     return results
 
-
-def _plain(info: dict) -> dict:
-    return {k: (v.tolist() if isinstance(v, (np.ndarray, torch.Tensor)) else v) for k, v in info.items()
-            if k != "weights"}

@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,21 @@ def atomic_write_json(obj: Any, path: str | os.PathLike) -> Path:
 
 def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     return _atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def new_run_dir(output_dir: str, run_name: str, default_name: str) -> Path:
+    """``output_dir/run_name`` (or ``default_name``); refuses to reuse a non-empty folder."""
+    from law.errors import ConfigError
+
+    path = Path(output_dir) / (run_name or default_name)
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError("run_name", f"run folder {path} already exists and is not empty; "
+                                      "pick another --run-name or --output-dir")
+    return path
+
+
+def run_stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
 
 
 def code_revision() -> str:

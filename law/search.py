@@ -38,7 +38,8 @@ from agents import DDPG, DDPGConfig, TransitionBuffer
 from law.config import to_dict, validate_all
 from law.data import DataConfig
 from law.errors import ConfigError, LawError
-from law.io import atomic_save, atomic_write_json, atomic_write_text, environment_info
+from law.io import (atomic_save, atomic_write_json, atomic_write_text, environment_info,
+                    new_run_dir, run_stamp)
 from law.features import FEATURE_SPEC
 from law.policy import ACTION_SIZE
 from law.progress import ProgressLine
@@ -122,13 +123,13 @@ class EnvWorker:
             raise LawError(f"worker is not in episode {episode}")
         obs = self.obs
         self.obs, reward, terminated, truncated, info = self.env.step(action)
-        return (obs, action, float(reward), self.obs, bool(terminated or truncated)), _plain(info)
+        return (obs, action, float(reward), self.obs, bool(terminated or truncated)), plain_info(info)
 
     def pid(self) -> int:
         return os.getpid()
 
 
-def _plain(info: dict) -> dict:
+def plain_info(info: dict) -> dict:
     """Info without tensors, so it pickles small."""
     return {k: (v.tolist() if isinstance(v, (np.ndarray, torch.Tensor)) else v) for k, v in info.items()}
 
@@ -324,7 +325,9 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
     validate_all(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
     if not resume:
         preflight(env_cfg, data_cfg)
-        run_dir = _new_run_dir(search_cfg, data_cfg)
+        run_dir = new_run_dir(search_cfg.output_dir, search_cfg.run_name,
+                              f"{data_cfg.dataset}__law-search__{search_cfg.seed}__{run_stamp()}")
+        run_dir.mkdir(parents=True, exist_ok=True)
     config = to_dict(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
 
     # The env's actions live in [-1, 1]^5; it scales them to (theta, b) itself.
@@ -453,13 +456,3 @@ def preflight(env_cfg: EnvConfig, data_cfg: DataConfig) -> None:
 
     bundle = load_data(data_cfg, seed=env_cfg.data_seed, device="cpu")
     build_model(env_cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size)
-
-
-def _new_run_dir(search_cfg: SearchConfig, data_cfg: DataConfig) -> Path:
-    name = search_cfg.run_name or f"{data_cfg.dataset}__law-search__{search_cfg.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-    path = Path(search_cfg.output_dir) / name
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError("run_name", f"run folder {path} already exists; pick another --run-name, "
-                                      f"or continue it with --resume {path}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -4,7 +4,6 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,7 +11,7 @@ import torch
 from law.config import to_dict, validate_all
 from law.data import DataBundle, DataConfig, load_data
 from law.errors import ConfigError
-from law.io import atomic_write_json, environment_info
+from law.io import atomic_write_json, environment_info, new_run_dir, run_stamp
 from law.logging import RunLogger
 from law.methods import MethodConfig, build_weighter
 from law.models import MODEL_NAMES, build_model
@@ -78,15 +77,6 @@ def amp_dtype(run: RunConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if run.amp and device.type == "cuda" else None
 
 
-def run_dir_for(run: RunConfig, data: DataConfig, method: str) -> Path:
-    name = run.run_name or f"{data.dataset}__{method}__{run.seed}__{time.strftime('%Y%m%d-%H%M%S')}"
-    path = Path(run.output_dir) / name
-    if path.exists() and any(path.iterdir()):
-        raise ConfigError("run_name", f"run folder {path} already exists and is not empty; "
-                                      "pick another --run-name or --output-dir")
-    return path
-
-
 def fit(model: torch.nn.Module, bundle: DataBundle, weighter: Weighter, optim_cfg: OptimConfig,
         run: RunConfig, logger: RunLogger, device: torch.device) -> list[dict]:
     """Train ``model`` for ``run.epochs`` epochs; returns one metrics dict per epoch."""
@@ -145,7 +135,8 @@ def train(run: RunConfig, data: DataConfig, optim: OptimConfig, method: MethodCo
     device = resolve_device(run.device)
     if run.threads:
         torch.set_num_threads(run.threads)
-    run_path = run_dir_for(run, data, method.method)
+    run_path = new_run_dir(run.output_dir, run.run_name,
+                           f"{data.dataset}__{method.method}__{run.seed}__{run_stamp()}")
     seed_everything(run.seed)
     bundle = load_data(data, seed=run.seed, device=device)
     weighter = build_weighter(method, bundle.class_counts)

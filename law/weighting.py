@@ -34,11 +34,6 @@ class Progress:
     total_epochs: float = 1.0
     """Length of the whole run in epochs."""
 
-    @property
-    def fraction(self) -> float:
-        """Fraction of training done, in [0, 1]."""
-        return min(max(self.epoch / max(self.total_epochs, 1e-12), 0.0), 1.0)
-
 
 @dataclass
 class WeightInputs:
@@ -103,7 +98,3 @@ def weighted_loss(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """The loss every method minimises: mean of weighted per-sample losses."""
     return (weights * losses).mean()
 
-
-def normalise_to_mean_one(weights: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Rescale non-negative weights to mean 1 (all-zero stays all-zero)."""
-    return weights * (weights.numel() / weights.sum().clamp_min(eps))
