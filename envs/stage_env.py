@@ -4,9 +4,9 @@ An episode is one complete training of a target and a reference network
 (``law.paired``). Training is cut into ``num_stages`` stages; the first
 ``warmup_stages`` are trained unweighted inside ``reset``. Each ``step(action)``
 then trains one stage with the weighting function ``w = 1 + tanh(theta . f + b)``
-held fixed for all of the stage's steps, evaluates both networks on the clean
-validation split (the stage's one host sync) and pays the duplicate-network
-reward
+(scaled to batch mean 1, see ``law.policy``) held fixed for all of the stage's
+steps, evaluates both networks on the clean validation split (the stage's one
+host sync) and pays the duplicate-network reward
 
     r = r_w * (acc_target - acc_reference),   r_w = s * exp(k * epoch / total_epochs).
 
@@ -16,6 +16,12 @@ with the noise of initialisation, batch order and the learning-rate schedule
 cancelled out. Why ``r_w`` grows with the epoch: late accuracy is what the
 final network keeps, and early stages' gains are easily undone.
 
+``reward="change"`` pays each stage the change of that gap instead,
+``r_T = r_w * (gap_T - gap_{T-1})`` (the gap is 0 after the warm-up): a stage
+is credited with what happened during it, not with the gap every earlier
+stage left behind, and with ``k = 0`` an episode's return is exactly ``s``
+times the final gap, the quantity a user keeps.
+
 Spaces (the contract with the agent, which knows nothing of networks):
 
 - observation ``Box((3,), float32)``: ``[stage_index, smoothed_train_loss,
@@ -24,10 +30,13 @@ Spaces (the contract with the agent, which knows nothing of networks):
   ``num_stages`` at the end), stored as a float; the agent embeds it. The loss
   is clipped to ``[0, loss_clip]``; both read 0 before any stage is trained
   (``warmup_stages = 0``). Smoothing is an EMA over stage ends.
-- action ``Box(-1, 1, (5,), float32)``: ``(theta_loss, theta_entropy,
-  theta_density, theta_label, b) = action_scale * action``. The box is
-  normalised (what gymnasium's checker asks for and what a tanh actor emits);
-  ``action_scale`` sets how sharp a weighting the agent can reach.
+- action ``Box(-1, 1, (len(features) + 1,), float32)``: ``theta`` of each
+  searched feature (``action_scale * action``), then ``b`` (mapped linearly
+  onto ``bias_range``). By default all four features: ``theta_loss,
+  theta_entropy, theta_density, theta_label, b``; features left out get
+  ``theta = 0``. The box is normalised (what gymnasium's checker asks for and
+  what a tanh actor emits); ``action_scale`` sets how sharp a weighting the
+  agent can reach. Any action with ``theta = 0`` trains exactly like plain CE.
 """
 from __future__ import annotations
 
@@ -41,10 +50,14 @@ import torch
 
 from law.data import DataConfig, load_data
 from law.errors import ConfigError, LawError
+from law.features import FEATURE_NAMES
 from law.models import MODEL_NAMES
 from law.paired import PairedTrainer
 from law.policy import ACTION_SIZE, LAWPolicyWeighter
 from law.trainer import OptimConfig
+
+
+REWARDS = ("gap", "change")
 
 
 @dataclass
@@ -69,12 +82,21 @@ class EnvConfig:
     """s in r_w = s * exp(k * epoch / total_epochs); 100 puts the reward in accuracy points."""
     reward_k: float = 1.0
     """k in r_w = s * exp(k * epoch / total_epochs): how much more late stages count."""
+    reward: str = "gap"
+    """gap: r_T = r_w * (acc_target - acc_reference) after stage T (the paper's DNR); change: r_w times
+    the change of that gap during stage T, so a stage is not paid for what earlier stages did."""
     smoothing: float = 0.5
     """EMA factor of the observed training loss and validation accuracy (0 = no smoothing)."""
     loss_clip: float = 10.0
     """Upper bound of the observed smoothed training loss."""
     action_scale: float = 4.0
-    """(theta, b) = action_scale * action for actions in [-1, 1]."""
+    """theta = action_scale * action for actions in [-1, 1]."""
+    bias_range: tuple[float, ...] = (0.0, 4.0)
+    """(low, high) of b, reached at actions -1 and 1. Below 0 the batch-normalised sigmoid is in its
+    exponential tail and a handful of samples carry the whole step (measured: stages lost up to 28 points)."""
+    features: tuple[str, ...] = FEATURE_NAMES
+    """Features the policy weights by (of loss entropy density label); the others get theta 0. Each is one
+    action dimension: a small search budget explores fewer dimensions far better."""
     data_seed: int = 0
     """Seed of the data set (subsets, label noise); fixed, so every episode searches the same task."""
     amp: bool = False
@@ -103,12 +125,34 @@ class EnvConfig:
             raise ConfigError("reward_scale", f"must be > 0, got {self.reward_scale}")
         if not math.isfinite(self.reward_k):
             raise ConfigError("reward_k", "must be finite")
+        if self.reward not in REWARDS:
+            raise ConfigError("reward", f"unknown reward '{self.reward}'; known: {', '.join(REWARDS)}")
         if not 0 <= self.smoothing < 1:
             raise ConfigError("smoothing", f"must be in [0, 1), got {self.smoothing}")
         if not self.loss_clip > 0:
             raise ConfigError("loss_clip", f"must be > 0, got {self.loss_clip}")
         if not self.action_scale > 0:
             raise ConfigError("action_scale", f"must be > 0, got {self.action_scale}")
+        if len(self.bias_range) != 2 or not self.bias_range[0] < self.bias_range[1]:
+            raise ConfigError("bias_range", f"give two numbers low < high, got {list(self.bias_range)}")
+        unknown = [name for name in self.features if name not in FEATURE_NAMES]
+        if unknown or not self.features or len(set(self.features)) != len(self.features):
+            raise ConfigError("features", f"give one or more distinct features of {' '.join(FEATURE_NAMES)}, "
+                                          f"got {' '.join(self.features) or 'none'}")
+
+    @property
+    def action_dim(self) -> int:
+        """Length of an action: one theta per searched feature, then b."""
+        return len(self.features) + 1
+
+    def theta(self, action: np.ndarray) -> np.ndarray:
+        """The weighting function's full ``(theta, b)`` (ACTION_SIZE long) for an action of the box."""
+        action = np.clip(np.asarray(action, dtype=np.float32).reshape(-1), -1.0, 1.0)
+        low, high = self.bias_range
+        full = np.zeros(ACTION_SIZE, dtype=np.float32)
+        full[[FEATURE_NAMES.index(name) for name in self.features]] = self.action_scale * action[:-1]
+        full[-1] = low + (high - low) * (action[-1] + 1.0) / 2.0
+        return full
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "EnvConfig":
@@ -149,13 +193,14 @@ class StageWeightingEnv(gym.Env):
             high=np.array([self.cfg.num_stages, self.cfg.loss_clip, 1.0], dtype=np.float32),
             dtype=np.float32,
         )
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(ACTION_SIZE,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.cfg.action_dim,), dtype=np.float32)
 
         self.weighter = LAWPolicyWeighter(self.bundle.class_counts)
         self.trainer: Optional[PairedTrainer] = None
         self.stage = 0
         self._loss_smooth = self._acc_smooth = float("nan")
         self._obs = np.zeros(3, dtype=np.float32)
+        self._gap = 0.0
 
     # ------------------------------------------------------------------ schedule
 
@@ -165,10 +210,6 @@ class StageWeightingEnv(gym.Env):
 
     def reward_weight(self, epoch: float) -> float:
         return self.cfg.reward_scale * math.exp(self.cfg.reward_k * epoch / self.total_epochs)
-
-    def theta(self, action: np.ndarray) -> np.ndarray:
-        """The weighting function's ``(theta, b)`` for an action of the (clipped) box."""
-        return self.cfg.action_scale * np.clip(action, -1.0, 1.0)
 
     # ------------------------------------------------------------------ gymnasium API
 
@@ -183,6 +224,7 @@ class StageWeightingEnv(gym.Env):
             amp_dtype=torch.bfloat16 if self.cfg.amp and self.device.type == "cuda" else None,
             keep_weights=self.cfg.keep_weights, train_reference=self.train_reference)
         self._loss_smooth = self._acc_smooth = float("nan")
+        self._gap = 0.0  # the pair is identical until the agent acts
         info: dict[str, Any] = {}
         for stage in range(self.cfg.warmup_stages):
             self.trainer.set_lr(self.stage_lr(stage))
@@ -202,9 +244,10 @@ class StageWeightingEnv(gym.Env):
         if self.stage >= self.cfg.num_stages:
             raise LawError("the episode is over (all stages trained); call reset()")
         action = np.asarray(action, dtype=np.float32).reshape(-1)
-        if action.shape != (ACTION_SIZE,) or not np.all(np.isfinite(action)):
-            raise LawError(f"an action is {ACTION_SIZE} finite numbers in [-1, 1], got {action}")
-        theta = self.theta(action)
+        if action.shape != (self.cfg.action_dim,) or not np.all(np.isfinite(action)):
+            raise LawError(f"an action is {self.cfg.action_dim} finite numbers in [-1, 1] (theta of "
+                           f"{', '.join(self.cfg.features)}, then b), got {action}")
+        theta = self.cfg.theta(action)
         self.weighter.set_action(theta)
 
         trainer = self.trainer
@@ -217,7 +260,9 @@ class StageWeightingEnv(gym.Env):
 
         reward_weight = self.reward_weight(trainer.epoch)
         acc_reference = reference["accuracy"] if reference is not None else None
-        reward = reward_weight * (target["accuracy"] - acc_reference) if reference is not None else 0.0
+        gap = target["accuracy"] - acc_reference if reference is not None else 0.0
+        reward = reward_weight * (gap - self._gap if self.cfg.reward == "change" else gap)
+        self._gap = gap
         info = {
             "stage": self.stage,
             "epoch": trainer.epoch,
@@ -233,6 +278,7 @@ class StageWeightingEnv(gym.Env):
             "mean_weight_per_class": [_finite_or_none(w) for w in summary["mean_weight_per_class"]],
             "mean_weight_noisy": _finite_or_none(summary["mean_weight_noisy"]),
             "mean_weight_clean": _finite_or_none(summary["mean_weight_clean"]),
+            "effective_sample_fraction": summary["effective_sample_fraction"],
         }
         if self.cfg.keep_weights:
             info["weights"] = trainer.stage_weights().numpy()

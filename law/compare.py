@@ -416,10 +416,11 @@ def _law_record(env, info: dict, action, reward: float, warmup: bool = False) ->
     classes = env.bundle.num_classes
     if warmup:  # the warm-up is unweighted by definition
         train = {"mean_loss": info["loss_target"], "mean_weight": 1.0, "mean_weight_per_class": [1.0] * classes,
-                 "mean_weight_noisy": 1.0, "mean_weight_clean": 1.0}
+                 "mean_weight_noisy": 1.0, "mean_weight_clean": 1.0, "effective_sample_fraction": 1.0}
     else:
         train = {k: info[k] for k in ("mean_weight", "mean_weight_per_class", "mean_weight_noisy",
-                                      "mean_weight_clean")} | {"mean_loss": info["loss_target"]}
+                                      "mean_weight_clean", "effective_sample_fraction")} | {
+            "mean_loss": info["loss_target"]}
     record = {"epoch": int(round(info["epoch"])), "stage": info["stage"], "lr": info["lr"], "train": train,
               "val": {"accuracy": info["acc_target"]}, "test": target}
     if not warmup:
@@ -570,11 +571,15 @@ def run_metrics(results: dict, report_epochs: tuple[int, ...], test_key: str = "
     best = max(points, key=lambda r: test_of(r)["accuracy"])
     best_val = max(points, key=val_of)
     last = test_of(history[-1])
+    # The twin is unweighted: every sample counts fully.
+    fractions = [1.0] if test_key == "reference" else [
+        r.get("train", {}).get("effective_sample_fraction", math.nan) for r in history]
     return {"best": test_of(best)["accuracy"], "best_epoch": best["epoch"],
             "last": last["accuracy"], "last_balanced_accuracy": last["balanced_accuracy"],
             "last_macro_f1": last["macro_f1"], "last_mean_auc": last["mean_auc"],
             "at_best_val": test_of(best_val)["accuracy"], "best_val_epoch": best_val["epoch"],
-            "best_any_epoch": max(test_of(r)["accuracy"] for r in history if test_of(r))}
+            "best_any_epoch": max(test_of(r)["accuracy"] for r in history if test_of(r)),
+            "effective_samples": float(np.mean(fractions))}
 
 
 def collect_rows(exp: Experiment) -> list[dict]:
@@ -629,6 +634,11 @@ def table_columns(imbalanced: bool) -> list[tuple[str, str]]:
     return columns
 
 
+EFFECTIVE_SAMPLES = ("effective_samples", "effective batch (%)")
+"""Kish's effective sample size of the weights over the batch size, averaged over training:
+how much of each batch a method really trains on (not ranked: neither more nor less is better)."""
+
+
 def _cell(mean: float, std: float, bold: bool) -> str:
     if math.isnan(mean):
         return "—"
@@ -651,11 +661,13 @@ def markdown_table(exp: Experiment, summary: dict, policy_path: Optional[str], r
              f"{s.describe()}.",
              f"- Seeds: {seeds_text} (mean ± sample std over the seeds that finished; n per row below).",
              f"- LAW: {_policy_text(exp, policy_path)}.", "",
-             "| method | n | " + " | ".join(title for _, title in columns) + " | time / run (min) |",
-             "|---|---:|" + "---:|" * len(columns) + "---:|"]
+             "| method | n | " + " | ".join(title for _, title in columns)
+             + f" | {EFFECTIVE_SAMPLES[1]} | time / run (min) |",
+             "|---|---:|" + "---:|" * len(columns) + "---:|---:|"]
     for method, entry in summary.items():
         cells = [_cell(*entry[key], bold=entry[key][0] == best_means[key] and method != "law-twin")
                  for key, _ in columns]
+        cells.append(_cell(entry[EFFECTIVE_SAMPLES[0]][0], math.nan, bold=False))
         minutes = entry["wall_seconds"][0] / 60
         time_cell = "—" if math.isnan(minutes) or method == "law-twin" else f"{minutes:.1f}"
         note = f" ({entry['diverged']} diverged)" if entry["diverged"] else ""
@@ -713,7 +725,7 @@ def _policy_text(exp: Experiment, policy_path: Optional[str]) -> str:
 def write_csv(rows: list[dict], path: Path, exp: Experiment) -> None:
     fields = ["suite", "profile", "method", "seed", "best", "best_epoch", "last", "last_balanced_accuracy",
               "last_macro_f1", "last_mean_auc", "at_best_val", "best_val_epoch", "best_any_epoch",
-              "wall_seconds", "diverged", "run_dir"]
+              "effective_samples", "wall_seconds", "diverged", "run_dir"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fields, extrasaction="ignore")
     writer.writeheader()
@@ -724,7 +736,7 @@ def write_csv(rows: list[dict], path: Path, exp: Experiment) -> None:
 
 def write_report(exp: Experiment, policy_path: Optional[str]) -> dict:
     rows = collect_rows(exp)
-    columns = tuple(key for key, _ in table_columns(True)) + ("best_any_epoch",)
+    columns = tuple(key for key, _ in table_columns(True)) + ("best_any_epoch", EFFECTIVE_SAMPLES[0])
     summary = aggregate(rows, columns)
     table = markdown_table(exp, summary, policy_path, rows)
     atomic_write_text(table, exp.out / "table.md")

@@ -204,7 +204,8 @@ def _worker_loop(config: dict) -> None:
     from law.data import load_data
     from law.methods import build_weighter
     from law.models import build_model
-    from law.policy import ACTION_SIZE, LAWPolicyWeighter
+    from law.apply import policy_env_config
+    from law.policy import LAWPolicyWeighter
     from law.stats import WeightStats
     from law.train import seed_everything
     from law.trainer import DivergenceGuard, evaluate, make_optimizer, set_lr, train_step
@@ -226,9 +227,9 @@ def _worker_loop(config: dict) -> None:
 
     schedule, is_law = job.schedule, job.method.method == "law"
     if is_law:
-        env = job.policy["env"]
+        env = policy_env_config(job.policy, {})
         actor = load_actor(job.policy["actor"])
-        observer = _Observer(env["smoothing"], env["loss_clip"])
+        observer = _Observer(env.smoothing, env.loss_clip)
         law_weighter = LAWPolicyWeighter(bundle.class_counts)
         weighter = Weighter()
     else:
@@ -244,12 +245,12 @@ def _worker_loop(config: dict) -> None:
         set_lr(optimizer, job.optim.lr * schedule.lr_drop_factor ** drops)
         action = None
         if is_law and stage >= schedule.warmup_stages:
-            action = torch.zeros(ACTION_SIZE)
+            action = torch.zeros(env.action_dim)
             if rank == 0:
                 with torch.no_grad():
                     action = actor(observer.observation(stage))[0]
             action = _broadcast_action(action.to(device)).cpu()
-            law_weighter.set_action(env["action_scale"] * action.clamp(-1, 1))
+            law_weighter.set_action(env.theta(action.numpy()))
             weighter = law_weighter
         stats.reset()
         stage_started = time.perf_counter()

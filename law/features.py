@@ -40,13 +40,15 @@ FEATURE_NAMES: tuple[str, ...] = ("loss", "entropy", "density", "label")
 
 FEATURE_SPEC: dict[str, Any] = {
     "name": "law-sample-features",
-    "version": 1,
+    "version": 2,
     "features": list(FEATURE_NAMES),
     "normalisation": "batch-zscore-population-std",
     "density": "mean-offdiag-cosine-gram-of-logits",
     "label": "log(n_c/max_c n_c)-observed-train-counts",
+    "weights": "1+tanh(theta.f+b)-scaled-to-batch-mean-1",
 }
-"""Identity of the feature set. Bump ``version`` whenever a feature's meaning changes."""
+"""Identity of the feature set and of the weighting function on it. Bump ``version``
+whenever either changes meaning (version 2: weights scaled to batch mean 1)."""
 
 NUM_FEATURES = len(FEATURE_NAMES)
 

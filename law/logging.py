@@ -26,8 +26,10 @@ def config_markdown(config: dict) -> str:
 
 def log_weight_stats(writer: SummaryWriter, prefix: str, summary: dict, weights: torch.Tensor | None,
                      step: int) -> None:
-    """Mean weight overall, per class, noisy vs clean, and a histogram."""
+    """Mean weight overall, per class, noisy vs clean, effective sample fraction, and a histogram."""
     writer.add_scalar(f"{prefix}/mean", summary["mean_weight"], step)
+    if not math.isnan(summary.get("effective_sample_fraction", math.nan)):
+        writer.add_scalar(f"{prefix}/effective_sample_fraction", summary["effective_sample_fraction"], step)
     for group in ("clean", "noisy"):
         value = summary[f"mean_weight_{group}"]
         if not math.isnan(value):

@@ -162,6 +162,7 @@ class PairedTrainer:
             "mean_weight_per_class": summary["mean_weight_per_class"],
             "mean_weight_noisy": summary["mean_weight_noisy"],
             "mean_weight_clean": summary["mean_weight_clean"],
+            "effective_sample_fraction": summary["effective_sample_fraction"],
             "samples": summary["samples"],
         }
 

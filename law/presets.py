@@ -22,8 +22,11 @@ def _quick() -> dict:
     stages, so the right stage-wise policy beats the unweighted reference."""
     return {
         "SearchConfig": SearchConfig(episodes=30, workers=2),
+        # A small budget, as in the CPU suites (see law.suites): search (theta_loss, b)
+        # only, and pay each stage the change of the accuracy gap it made.
         "EnvConfig": EnvConfig(model="mlp", num_stages=8, warmup_stages=1, epochs_per_stage=2.0,
-                               lr_drop_stages=(3,), keep_weights=True),
+                               lr_drop_stages=(3,), keep_weights=True, features=("loss",),
+                               reward="change", reward_k=0.0),
         "DataConfig": DataConfig(dataset="synthetic", noise="symmetric", noise_rate=0.4,
                                  synthetic_train_size=2500, synthetic_test_size=1000, val_size=500,
                                  synthetic_image_size=32, synthetic_difficulty=0.3, augment=False,

@@ -41,7 +41,6 @@ from law.errors import ConfigError, LawError
 from law.io import (atomic_save, atomic_write_json, atomic_write_text, environment_info,
                     new_run_dir, run_stamp)
 from law.features import FEATURE_SPEC
-from law.policy import ACTION_SIZE
 from law.progress import ProgressLine
 from law.trainer import OptimConfig
 from envs import EnvConfig, StageWeightingEnv
@@ -273,6 +272,7 @@ class SearchLogger:
             value = info.get(f"mean_weight_{group}")
             if value is not None:
                 w.add_scalar(f"weights/{group}_w{worker}", value, step)
+        w.add_scalar(f"weights/effective_sample_fraction_w{worker}", info["effective_sample_fraction"], step)
         if info.get("weights"):
             w.add_histogram(f"weights/histogram_w{worker}", np.asarray(info["weights"]), step)
 
@@ -330,8 +330,8 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
         run_dir.mkdir(parents=True, exist_ok=True)
     config = to_dict(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
 
-    # The env's actions live in [-1, 1]^5; it scales them to (theta, b) itself.
-    agent = DDPG(env_cfg.num_stages, -1.0, 1.0, agent_cfg, action_dim=ACTION_SIZE)
+    # The env's actions live in [-1, 1]^action_dim; it scales them to (theta, b) itself.
+    agent = DDPG(env_cfg.num_stages, -1.0, 1.0, agent_cfg, action_dim=env_cfg.action_dim)
     state = SearchState(search_cfg.episodes)
     learner = Learner(agent, state)
     if resume:

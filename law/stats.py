@@ -31,6 +31,8 @@ class WeightStats:
         self.noisy_weight_sum = zeros(2)  # index 0: clean, 1: noisy
         self.noisy_count = zeros(2)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self.effective_fraction_sum = zeros(())
+        self.batches = zeros(())
         self._weights: list[torch.Tensor] = []
 
     @torch.no_grad()
@@ -43,6 +45,12 @@ class WeightStats:
         self.nonfinite |= ~torch.isfinite(losses.detach()).all()
         self.class_weight_sum.index_add_(0, targets, w)
         self.class_count.index_add_(0, targets, torch.ones_like(w))
+        # Kish's effective sample size over the batch size: 1 for equal weights, 1/B when
+        # one sample carries the step. How much of each batch a method really trains on.
+        square_sum = (w * w).sum()
+        self.effective_fraction_sum += torch.where(
+            square_sum > 0, w.sum() ** 2 / (w.numel() * square_sum.clamp_min(torch.finfo(w.dtype).tiny)), 0.0)
+        self.batches += 1
         if noisy is not None:
             group = noisy.long()
             self.noisy_weight_sum.index_add_(0, group, w)
@@ -61,7 +69,7 @@ class WeightStats:
         nan = float("nan")
         class_mean = (self.class_weight_sum / self.class_count).cpu().tolist()
         noisy_mean = (self.noisy_weight_sum / self.noisy_count).cpu().tolist()
-        samples = float(self.samples)
+        samples, batches = float(self.samples), float(self.batches)
         return {
             "mean_loss": float(self.loss_sum) / samples if samples else nan,
             "samples": int(samples),
@@ -70,4 +78,5 @@ class WeightStats:
             "mean_weight_per_class": class_mean,
             "mean_weight_clean": noisy_mean[0],
             "mean_weight_noisy": noisy_mean[1],
+            "effective_sample_fraction": float(self.effective_fraction_sum) / batches if batches else nan,
         }

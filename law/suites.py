@@ -193,6 +193,20 @@ PAPER_CIFAR_SCHEDULE = StageSchedule(num_stages=20, warmup_stages=2, epochs_per_
 # profiles pull the actor towards the safe "all weights 1" centre (see DDPGConfig).
 CPU_DDPG = DDPGConfig(action_penalty=0.5)
 
+# A few hundred transitions cannot explore five action dimensions: in the noisy CPU
+# profile's first 8 episodes over all four features, every episode's return was negative
+# (-52 to -406; random directions in theta concentrate the batch on a few samples). The
+# CPU profiles therefore search theta on the features that carry the bias (loss for
+# label noise, loss and label frequency for imbalance) plus b; the paper profiles search all.
+#
+# And each stage is paid the change of the accuracy gap it made (reward "change", k = 0:
+# an episode's return is the final gap). With the paper's per-stage gap, a stage that
+# kept theta = 0 was still paid -12 to +10 for what earlier stages left behind, far more
+# than one stage's own effect (a few points), and over 14 episodes the returns drifted
+# from about +2 to -15..-38.
+CPU_NOISY_SEARCH_ENV = {"features": ("loss",), "reward": "change", "reward_k": 0.0}
+CPU_IMBALANCED_SEARCH_ENV = {"features": ("loss", "label"), "reward": "change", "reward_k": 0.0}
+
 
 def _noisy_cifar_cpu(dataset: str) -> Profile:
     classes = 100 if dataset == "cifar100" else 10
@@ -205,8 +219,9 @@ def _noisy_cifar_cpu(dataset: str) -> Profile:
                         augment=False),
         optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4),
         schedule=CPU_NOISY_SCHEDULE,
-        search=SearchConfig(episodes=16, workers=2, cpus_per_worker=1.0),
+        search=SearchConfig(episodes=32, workers=2, cpus_per_worker=1.0),
         ddpg=CPU_DDPG,
+        search_env=CPU_NOISY_SEARCH_ENV,
         method=MethodConfig(meta_size=500, meta_batch_size=100),
         threads=2,
     )
@@ -249,6 +264,8 @@ def _imbalanced_cpu(dataset: str, profile: dict) -> Profile:
         optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4),
         schedule=StageSchedule(num_stages=10, warmup_stages=2, epochs_per_stage=3, lr_drop_stages=(8,)),
         search=SearchConfig(episodes=12, workers=2, cpus_per_worker=1.0),
+        ddpg=CPU_DDPG,
+        search_env=CPU_IMBALANCED_SEARCH_ENV,
         method=MethodConfig(meta_size=500, meta_batch_size=100),
         threads=2,
     )

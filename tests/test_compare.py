@@ -114,7 +114,7 @@ def test_minority_classes():
 def test_run_metrics_use_the_shared_evaluation_points():
     """A baseline's best ignores epochs at which LAW is not evaluated."""
     def record(epoch, acc, val):
-        return {"epoch": epoch, "val": {"accuracy": val},
+        return {"epoch": epoch, "val": {"accuracy": val}, "train": {"effective_sample_fraction": acc},
                 "test": {"accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc, "mean_auc": 0.9}}
 
     history = [record(1, 0.9, 0.1), record(2, 0.5, 0.8), record(3, 0.6, 0.2), record(4, 0.4, 0.3)]
@@ -122,6 +122,7 @@ def test_run_metrics_use_the_shared_evaluation_points():
     assert metrics["best"] == 0.5 and metrics["best_epoch"] == 2
     assert metrics["last"] == 0.4 and metrics["at_best_val"] == 0.5
     assert metrics["best_any_epoch"] == 0.9
+    assert metrics["effective_samples"] == pytest.approx((0.9 + 0.5 + 0.6 + 0.4) / 4)
     summary = aggregate([{"method": "ce", "seed": 0, "wall_seconds": 1.0, **metrics},
                          {"method": "ce", "seed": 1, "wall_seconds": 3.0, **metrics | {"last": 0.6}}], ("last",))
     assert summary["ce"]["n"] == 2 and summary["ce"]["last"][0] == pytest.approx(0.5)
@@ -159,6 +160,9 @@ def test_compare_end_to_end_is_fair_and_resumable(tmp_path, policy):
     table = (out / "table.md").read_text()
     assert "profile `smoke`" in table and "| CE | 2 |" in table and "LAW" in table
     assert f"{100 * sum(ce_last) / 2:.2f}" in table
+    # Unit weights train on the whole batch; LAW's policy on at most all of it.
+    assert results["summary"]["ce"]["effective_samples"][0] == 1.0 and "effective batch (%)" in table
+    assert 0 < results["summary"]["law"]["effective_samples"][0] <= 1.0
     with open(out / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 8
     saved = json.loads((out / "results.json").read_text())

@@ -18,7 +18,7 @@ TINY_DATA = DataConfig(synthetic_train_size=300, synthetic_test_size=50, val_siz
 
 INFO_KEYS = {"stage", "epoch", "lr", "theta", "reward_weight", "acc_target", "acc_reference",
              "loss_target", "loss_reference", "loss_gap", "mean_weight", "mean_weight_per_class",
-             "mean_weight_noisy", "mean_weight_clean"}
+             "mean_weight_noisy", "mean_weight_clean", "effective_sample_fraction"}
 
 
 
@@ -63,7 +63,7 @@ def test_full_tiny_episode_runs_in_seconds_and_keeps_the_contract():
         obs, reward, done, truncated, info = env.step(action)
         assert obs in env.observation_space and not truncated and np.isfinite(reward)
         assert INFO_KEYS <= info.keys()
-        assert info["theta"] == pytest.approx((4.0 * action).tolist())
+        assert info["theta"] == pytest.approx((4.0 * action[:4]).tolist() + [2.0 * (action[4] + 1)])
         assert len(info["mean_weight_per_class"]) == 10
         stages.append(info)
     assert time.perf_counter() - started < 10.0
@@ -96,11 +96,29 @@ def test_actions_are_clipped_to_the_box_and_bad_ones_refused():
         env.step(np.zeros(5, dtype=np.float32))
     env.reset(seed=0)
     info = env.step(np.array([-3.0, 0.5, 0.0, 0.0, 1.5], dtype=np.float32))[4]
-    assert info["theta"] == [-2.0, 1.0, 0.0, 0.0, 2.0]
+    assert info["theta"] == [-2.0, 1.0, 0.0, 0.0, 4.0]  # b spans bias_range (0, 4)
+    info = env.step(np.array([0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32))[4]
+    assert info["theta"] == [0.0, 0.0, 0.0, 0.0, 2.0] and info["mean_weight"] == 1.0
     with pytest.raises(LawError, match="5 finite numbers"):
         env.step(np.zeros(4, dtype=np.float32))
     with pytest.raises(LawError, match="5 finite numbers"):
         env.step(np.array([0, 0, np.nan, 0, 0], dtype=np.float32))
+
+
+def test_change_reward_pays_each_stage_its_change_of_the_gap_and_sums_to_the_final_gap():
+    gap_env, change_env = tiny_env(reward_k=0.0), tiny_env(reward_k=0.0, reward="change")
+    actions = np.random.default_rng(1).uniform(-1, 1, (3, 5)).astype(np.float32)
+    gaps, changes = [], []
+    for env, rewards in ((gap_env, gaps), (change_env, changes)):
+        env.reset(seed=4)
+        for action in actions:
+            _, reward, _, _, info = env.step(action)
+            rewards.append(reward)
+    # Same seed, same actions: the same training; only the payment differs.
+    assert len(set(gaps)) == 3, "the weighting moved the gap at every stage"
+    assert gaps[-1] == pytest.approx(100.0 * (info["acc_target"] - info["acc_reference"]))
+    assert changes == pytest.approx([gaps[0], gaps[1] - gaps[0], gaps[2] - gaps[1]])
+    assert sum(changes) == pytest.approx(gaps[-1])
 
 
 def test_env_without_reference_trains_and_pays_nothing():
@@ -112,9 +130,22 @@ def test_env_without_reference_trains_and_pays_nothing():
     assert reference is None and 0.0 <= target["accuracy"] <= 1.0
 
 
+def test_searching_fewer_features_shrinks_the_action_and_zeroes_the_rest():
+    env = tiny_env(features=("label", "loss"), action_scale=2.0)
+    assert env.action_space.shape == (3,)
+    env.reset(seed=0)
+    info = env.step(np.array([0.5, -1.5, -0.5], dtype=np.float32))[4]
+    # Full (theta_loss, theta_entropy, theta_density, theta_label, b), in FEATURE_NAMES order.
+    assert info["theta"] == [-2.0, 0.0, 0.0, 1.0, 1.0]
+    with pytest.raises(LawError, match="theta of label, loss, then b"):
+        env.step(np.zeros(5, dtype=np.float32))
+
+
 @pytest.mark.parametrize("field, value", [
     ("warmup_stages", 4), ("lr_drop_stages", (0,)), ("lr_drop_factor", 0.0),
     ("smoothing", 1.0), ("action_scale", 0.0), ("steps_per_stage", -1), ("model", "nope"),
+    ("features", ("loss", "margin")), ("features", ()), ("features", ("loss", "loss")),
+    ("bias_range", (1.0, 1.0)), ("bias_range", (0.0,)), ("reward", "accuracy"),
 ])
 def test_bad_env_config_names_the_field(field, value):
     with pytest.raises(ConfigError) as error:
@@ -124,7 +155,7 @@ def test_bad_env_config_names_the_field(field, value):
 
 # Reward sign. Calibrated regime: 40 % symmetric noise, an MLP that memorises the
 # noisy labels within a few epochs once the learning rate drops, one unweighted
-# warm-up stage. Down-weighting high-loss samples (theta_loss = -3, b = -0.5)
+# warm-up stage. Down-weighting high-loss samples (theta_loss = -3, b = 0)
 # keeps the target off the noisy labels, so it beats the reference on the clean
 # validation split; up-weighting them does the opposite. Measured margins: every
 # stage of 3 seeds x 2 data seeds had the expected sign, with the accuracy gap
@@ -153,13 +184,13 @@ def rewards_of(env, action, seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_downweighting_high_loss_samples_earns_positive_reward_on_noisy_labels(noisy_env, seed):
-    rewards, infos = rewards_of(noisy_env, np.array([-0.75, 0, 0, 0, -0.125], dtype=np.float32), seed)
+    rewards, infos = rewards_of(noisy_env, np.array([-0.75, 0, 0, 0, -1.0], dtype=np.float32), seed)
     assert sum(rewards) > 0 and sum(r > 0 for r in rewards) >= 3
     assert rewards[-1] > 0
     assert all(i["mean_weight_noisy"] < i["mean_weight_clean"] for i in infos)
 
 
 def test_upweighting_high_loss_samples_is_punished(noisy_env):
-    rewards, infos = rewards_of(noisy_env, np.array([0.75, 0, 0, 0, -0.125], dtype=np.float32), 0)
+    rewards, infos = rewards_of(noisy_env, np.array([0.75, 0, 0, 0, -1.0], dtype=np.float32), 0)
     assert sum(rewards) < 0 and sum(r < 0 for r in rewards) >= 3
     assert all(i["mean_weight_noisy"] > i["mean_weight_clean"] for i in infos)

@@ -89,7 +89,7 @@ def test_policy_weights_follow_the_formula():
     w = weighter.weights(_inputs(LOGITS, TARGETS))
     z = torch.tensor([[-R2, 1 / R2], [1 / R2, -R2], [1 / R2, 1 / R2]])
     expected = 1 + torch.tanh(z[:, 0] - 2 * z[:, 1] + 0.5)
-    torch.testing.assert_close(w, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w, expected / expected.mean(), rtol=1e-5, atol=1e-5)
     assert np.array_equal(weighter.action, np.array([1, 0, 0, -2, 0.5], dtype=np.float32))
 
 
@@ -100,9 +100,38 @@ def test_negative_loss_theta_downweights_high_loss_samples():
     weighter = LAWPolicyWeighter([100] * 10)
     weighter.set_action([-3.0, 0, 0, 0, 0])
     w = weighter.weights(inputs)
-    assert ((w > 0) & (w < 2)).all()
+    assert (w > 0).all()
+    torch.testing.assert_close(w.mean(), torch.tensor(1.0))
     order = inputs.losses.argsort()
     assert (w[order].diff() <= 0).all()
+
+
+def test_bias_sets_selectivity_not_the_mean_weight():
+    # Mean 1 whatever b is (b is no learning-rate knob); large b flattens the weights.
+    logits = torch.randn(128, 10, generator=torch.Generator().manual_seed(5))
+    targets = torch.randint(0, 10, (128,), generator=torch.Generator().manual_seed(6))
+    weighter = LAWPolicyWeighter([100] * 10)
+    spread = {}
+    for bias in (-4.0, 0.0, 4.0):
+        weighter.set_action([-2.0, 0, 0, 0, bias])
+        w = weighter.weights(_inputs(logits, targets))
+        torch.testing.assert_close(w.mean(), torch.tensor(1.0))
+        spread[bias] = (w.max() / w.min()).item()
+    assert spread[-4.0] > spread[0.0] > spread[4.0] > 1.0
+
+
+def test_weights_stay_finite_where_every_tanh_underflows():
+    # 1 + tanh(z) is exactly 0 in float32 below z ~ -9: the ratio must survive.
+    logits = torch.randn(64, 10, generator=torch.Generator().manual_seed(7))
+    targets = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(8))
+    inputs = _inputs(logits, targets)
+    weighter = LAWPolicyWeighter([100] * 10)
+    weighter.set_action([-4.0, 0, 0, 0, -40.0])
+    assert (1 + torch.tanh(torch.full((), -40.0))) == 0
+    w = weighter.weights(inputs)
+    assert torch.isfinite(w).all() and (w >= 0).all()
+    torch.testing.assert_close(w.mean(), torch.tensor(1.0))
+    assert w[inputs.losses.argmin()] == w.max()
 
 
 def test_bad_actions_are_refused():

@@ -17,6 +17,7 @@ from envs import EnvConfig
 from law.apply import ApplyConfig, apply_policy, load_policy, policy_env_config
 from law.data import DataConfig
 from law.errors import ConfigError, DataError, LawError
+from law.features import FEATURE_NAMES
 from law.search import CHECKPOINT, POLICY, SearchConfig, search
 from law.trainer import OptimConfig
 
@@ -28,11 +29,11 @@ TINY_ENV = dict(model="mlp", num_stages=4, warmup_stages=1, steps_per_stage=3, l
 SEARCHED_STAGES = TINY_ENV["num_stages"] - TINY_ENV["warmup_stages"]
 
 
-def tiny_configs(tmp_path, num_stages=TINY_ENV["num_stages"], **search_overrides):
+def tiny_configs(tmp_path, num_stages=TINY_ENV["num_stages"], features=FEATURE_NAMES, **search_overrides):
     fields = dict(episodes=4, workers=2, output_dir=str(tmp_path), run_name="search", progress=False,
                   min_buffer=2)
     search_cfg = SearchConfig(**{**fields, **search_overrides})
-    env_cfg = EnvConfig(**{**TINY_ENV, "num_stages": num_stages})
+    env_cfg = EnvConfig(**{**TINY_ENV, "num_stages": num_stages, "features": features})
     return (search_cfg, env_cfg, DataConfig(**TINY_DATA), OptimConfig(lr=0.05),
             DDPGConfig(fdu_epochs=2, fdu_batch_size=8))
 
@@ -154,6 +155,21 @@ def test_search_config_errors_name_the_field(tmp_path):
         SearchConfig(workers=0).validate()
     with pytest.raises(ConfigError, match="resume.*no checkpoint.pt"):
         SearchConfig(resume=str(tmp_path)).validate()
+
+
+def test_a_policy_searched_on_fewer_features_acts_on_those_only(local_ray, tmp_path):
+    policy_path = search(*tiny_configs(tmp_path, episodes=2, features=("loss",)))["policy"]
+    policy = load_policy(policy_path)
+    assert load_actor(policy["actor"])(torch.tensor([[1.0, 2.0, 0.5]])).shape == (1, 2)
+    env_cfg = policy_env_config(policy, {})
+    assert env_cfg.features == ("loss",)
+    applied = apply_policy(ApplyConfig(policy=policy_path, output_dir=str(tmp_path), run_name="apply",
+                                       progress=False),
+                           env_cfg, DataConfig(**TINY_DATA), OptimConfig(lr=0.05), policy)
+    for stage in applied["stages"]:
+        assert len(stage["action"]) == 2
+        assert stage["theta"][1:4] == [0.0, 0.0, 0.0]
+        assert stage["theta"][0] == pytest.approx(env_cfg.action_scale * stage["action"][0])
 
 
 def test_apply_runs_greedily_and_refuses_foreign_policies(local_ray, tmp_path):
