@@ -6,8 +6,9 @@ noisy ImageNet). A *profile* is one budget for it:
 * ``paper`` — the paper's settings (networks, data sizes, 20 stages, lr
   schedule, search budget), for GPU clusters;
 * ``cpu`` — scaled so that a whole comparison (8 methods x 3 seeds plus a
-  LAW search) finishes on a 2-core machine in about an hour, while keeping
-  the regime in which weighting matters (see ``law compare``'s docs);
+  LAW search) finishes on a 2-core machine in about an hour (noisy CIFAR-10:
+  70 min measured), while keeping the regime in which weighting matters (see
+  ``law compare``'s docs);
 * ``smoke`` — a microscopic budget that only proves the plumbing works
   (tests). Its numbers mean nothing.
 
@@ -212,7 +213,7 @@ def _noisy_cifar_cpu(dataset: str) -> Profile:
     classes = 100 if dataset == "cifar100" else 10
     return Profile(
         label="cpu (scaled for a 2-core CPU; not comparable with the paper's numbers)",
-        budget="about 1 h on 2 CPU cores (8 methods x 3 seeds + search)",
+        budget="about 70 min on 2 CPU cores (8 methods x 3 seeds + a 32-episode search)",
         model="small_cnn",
         data=DataConfig(dataset=dataset, **NOISY, train_size=2000 if classes == 10 else 5000,
                         val_size=1000, test_size=2000, batch_size=128, eval_batch_size=EVAL_BATCH_CPU,
