@@ -76,6 +76,10 @@ def policy_env_config(policy: dict, overrides: dict) -> EnvConfig:
         raise ConfigError("num_stages", f"the policy was searched with {searched} stages and can "
                                         f"only act on {searched}; lengthen training with "
                                         "--epochs-per-stage instead")
+    searched_features = tuple(policy["env"].get("features", env_cfg.features))
+    if env_cfg.features != searched_features:
+        raise ConfigError("features", f"the policy weights by {' '.join(searched_features)} (its actions "
+                                      "have one theta per searched feature); leave --features out")
     return env_cfg
 
 

@@ -191,6 +191,8 @@ def test_apply_runs_greedily_and_refuses_foreign_policies(local_ray, tmp_path):
 
     with pytest.raises(ConfigError, match="num_stages.*searched with 4 stages"):
         policy_env_config(policy, {"num_stages": 6, "lr_drop_stages": (3,)})
+    with pytest.raises(ConfigError, match="features.*leave --features out"):
+        policy_env_config(policy, {"features": ("loss",)})
 
     foreign = dict(policy, feature_spec=dict(policy["feature_spec"], version=99))
     torch.save(foreign, tmp_path / "foreign.pt")
