@@ -213,7 +213,8 @@ def _noisy_cifar_cpu(dataset: str) -> Profile:
     classes = 100 if dataset == "cifar100" else 10
     return Profile(
         label="cpu (scaled for a 2-core CPU; not comparable with the paper's numbers)",
-        budget="about 70 min on 2 CPU cores (8 methods x 3 seeds + a 32-episode search)",
+        budget=("about 70 min on 2 CPU cores (8 methods x 3 seeds + a 32-episode search; measured)"
+                if classes == 10 else "roughly 3 h on 2 CPU cores (2.5x the CIFAR-10 images; not measured)"),
         model="small_cnn",
         data=DataConfig(dataset=dataset, **NOISY, train_size=2000 if classes == 10 else 5000,
                         val_size=1000, test_size=2000, batch_size=128, eval_batch_size=EVAL_BATCH_CPU,
