@@ -805,6 +805,27 @@ def _varies(curves: dict) -> bool:
     return any(abs(v - 1.0) > 1e-4 for v in values)
 
 
+def _classes_mean_weight(classes: list[int]):
+    """Epoch train stats -> mean weight over ``classes`` (those seen that epoch), or None."""
+    def value(train: dict) -> Optional[float]:
+        per = [train["mean_weight_per_class"][c] for c in classes]
+        per = [v for v in per if v is not None and math.isfinite(v)]
+        return sum(per) / len(per) if per else None
+    return value
+
+
+def _weight_panels(runs: dict[str, list[dict]], groups: dict) -> dict:
+    """One panel per method whose weights vary: each group's mean weight relative to the batch mean."""
+    panels = {}
+    for method, results in runs.items():
+        histories = [r["history"] for r in results]
+        curves = {label: _curve(histories, lambda h, g=group: _relative(h["train"], g))
+                  for label, group in groups.items()}
+        if _varies(curves):
+            panels[DISPLAY[method]] = curves
+    return panels
+
+
 def make_plots(exp: Experiment) -> list[Path]:
     from law.plots import plot_panels
 
@@ -828,13 +849,8 @@ def make_plots(exp: Experiment) -> list[Path]:
                                  "mean training loss gap", note, hline=0.0))
 
     if exp.data.noise != "none":
-        panels = {}
-        for m, rs in runs.items():
-            curves = {group: _curve([r["history"] for r in rs],
-                                    lambda h, g=group: _relative(h["train"], lambda t: t.get(f"mean_weight_{g}")))
-                      for group in ("noisy", "clean")}
-            if _varies(curves):
-                panels[DISPLAY[m]] = curves
+        panels = _weight_panels(runs, {group: lambda t, g=group: t.get(f"mean_weight_{g}")
+                                       for group in ("noisy", "clean")})
         if panels:
             paths.append(plot_panels(folder / "weights_noisy_clean.png",
                                      f"{title}: mean weight of noisy vs clean samples",
@@ -844,21 +860,8 @@ def make_plots(exp: Experiment) -> list[Path]:
         num_classes = next(iter(runs.values()))[0]["dataset"]["num_classes"]
         minority = minority_classes(exp.data, num_classes)
         others = [c for c in range(num_classes) if c not in minority]
-        panels = {}
-        for m, rs in runs.items():
-            def group_mean(classes):
-                def value(t):
-                    per = [t["mean_weight_per_class"][c] for c in classes]
-                    per = [v for v in per if v is not None and math.isfinite(v)]
-                    return sum(per) / len(per) if per else None
-                return value
-
-            curves = {f"minority classes {minority}": _curve(
-                          [r["history"] for r in rs], lambda h: _relative(h["train"], group_mean(minority))),
-                      "other classes": _curve(
-                          [r["history"] for r in rs], lambda h: _relative(h["train"], group_mean(others)))}
-            if _varies(curves):
-                panels[DISPLAY[m]] = curves
+        panels = _weight_panels(runs, {f"minority classes {minority}": _classes_mean_weight(minority),
+                                       "other classes": _classes_mean_weight(others)})
         if panels:
             paths.append(plot_panels(folder / "weights_minority.png",
                                      f"{title}: mean weight of minority vs other classes (LAW Fig. 4)",
