@@ -1,6 +1,8 @@
 """The LAW agent: DDPG with stage embeddings, full-data updates and its buffer."""
 from .buffer import Transition, TransitionBuffer, Transitions
 from .ddpg import DDPG, Actor, Critic, DDPGConfig, load_actor, polyak_update
+from .policies import ActorPolicy, SchedulePolicy, policy_from_state
+from .random_search import RandomSearch
 
 __all__ = [
     "DDPG",
@@ -8,6 +10,10 @@ __all__ = [
     "Actor",
     "Critic",
     "load_actor",
+    "ActorPolicy",
+    "SchedulePolicy",
+    "policy_from_state",
+    "RandomSearch",
     "polyak_update",
     "Transition",
     "Transitions",

@@ -63,7 +63,11 @@ class DDPGConfig:
     grad_clip: float = 10.0
     """Max global gradient norm for actor and critic steps; 0 disables. Guards against reward spikes in late stages."""
     n_critics: int = 1
-    """Number of critics; 2 gives TD3's clipped double-Q target (min over critics)."""
+    """Number of critics (an ensemble); the TD target is the minimum over target_min_critics of them and
+    the actor ascends their mean. 2 critics with the minimum over both is TD3's clipped double Q."""
+    target_min_critics: int = 0
+    """Size of the random subset of critics whose minimum is the TD target (REDQ: 10 critics, subset 2);
+    0 = all of them."""
     policy_delay: int = 1
     """Update the actor and the targets every this many critic steps (TD3: 2)."""
     target_noise: float = 0.0
@@ -109,8 +113,11 @@ class DDPGConfig:
             raise ConfigError(
                 "noise_min", f"must not exceed noise_std ({self.noise_std}), got {self.noise_min}"
             )
-        if self.n_critics not in (1, 2):
-            raise ConfigError("n_critics", f"must be 1 (DDPG) or 2 (TD3), got {self.n_critics}")
+        if self.n_critics < 1:
+            raise ConfigError("n_critics", f"must be >= 1, got {self.n_critics}")
+        if not 0 <= self.target_min_critics <= self.n_critics:
+            raise ConfigError("target_min_critics", f"must be in [0, n_critics = {self.n_critics}] "
+                                                    f"(0 = all), got {self.target_min_critics}")
 
 
 def polyak_update(
@@ -253,6 +260,8 @@ class DDPG:
     :class:`TransitionBuffer` and :meth:`update` trains on all of it.
     """
 
+    name = "ddpg"
+
     def __init__(
         self,
         num_stages: int,
@@ -318,9 +327,18 @@ class DDPG:
         decayed = self.cfg.noise_std * self.cfg.noise_decay ** self.episodes_done
         return max(decayed, self.cfg.noise_min)
 
-    def end_episode(self, count: int = 1) -> None:
-        """Record ``count`` completed episodes (decays the exploration noise)."""
-        self.episodes_done += int(count)
+    def end_episode(self, stages=None, actions=None, final_gap=None) -> None:
+        """Count a finished episode (decays the exploration noise). Its transitions are in
+        the buffer already; the other arguments are for agents that learn from whole episodes."""
+        self.episodes_done += 1
+
+    def explore(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The exploratory action of a training episode (see :meth:`act`)."""
+        return self.act(obs, explore=True, rng=rng)
+
+    def greedy_state(self) -> dict:
+        """The greedy policy as a plain dict (``agents.policies.policy_from_state`` rebuilds it)."""
+        return {"kind": "actor", "actor": self.actor_state()}
 
     def act(
         self, obs: np.ndarray, explore: bool, rng: Optional[np.random.Generator] = None
@@ -402,6 +420,10 @@ class DDPG:
                 noise = (noise * self.cfg.target_noise).clamp(-clip, clip) * self.actor_target.box.scale
                 next_action = torch.clamp(next_action + noise, self._low, self._high)
             next_q = torch.stack([critic(batch.next_obs, next_action) for critic in self.critic_targets])
+            subset = self.cfg.target_min_critics
+            if 0 < subset < len(next_q):  # REDQ: the minimum over a random subset
+                chosen = torch.randperm(len(next_q), generator=self.generator, device=self.device)[:subset]
+                next_q = next_q[chosen]
             next_q = next_q.min(dim=0).values
             return batch.reward + self.cfg.gamma * (1.0 - batch.done) * next_q
 
@@ -415,7 +437,7 @@ class DDPG:
 
     def _actor_step(self, batch: Transitions) -> torch.Tensor:
         action = self.actor(batch.obs)
-        q = self.critics[0](batch.obs, action)
+        q = torch.stack([critic(batch.obs, action) for critic in self.critics]).mean(dim=0)
         if self.cfg.action_penalty == 0:
             loss = -q.mean()
         else:

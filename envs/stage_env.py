@@ -22,6 +22,14 @@ is credited with what happened during it, not with the gap every earlier
 stage left behind, and with ``k = 0`` an episode's return is exactly ``s``
 times the final gap, the quantity a user keeps.
 
+Twin cache: the reference depends only on the episode seed, never on the
+policy. ``reset(seed=s, options={"twin": record})`` takes the ``info["twin"]``
+that an earlier episode of the same seed returned at its end (the
+reference's validation accuracy and training loss after every acting stage)
+and trains the target alone: the rewards are bit-identical on CPU, at about
+half the cost. A search that reuses episode seeds (common random numbers)
+pays for each twin once.
+
 Spaces (the contract with the agent, which knows nothing of networks):
 
 - observation ``Box((3,), float32)``: ``[stage_index, smoothed_train_loss,
@@ -199,8 +207,9 @@ class StageWeightingEnv(gym.Env):
         self.trainer: Optional[PairedTrainer] = None
         self.stage = 0
         self._loss_smooth = self._acc_smooth = float("nan")
-        self._obs = np.zeros(3, dtype=np.float32)
         self._gap = 0.0
+        self._twin: Optional[dict] = None  # the cached reference of this episode, if given
+        self._twin_log: Optional[dict] = None  # the reference being recorded, if trained
 
     # ------------------------------------------------------------------ schedule
 
@@ -213,16 +222,33 @@ class StageWeightingEnv(gym.Env):
 
     # ------------------------------------------------------------------ gymnasium API
 
+    @property
+    def acting_stages(self) -> int:
+        """Stages the agent acts on (those after the warm-up)."""
+        return self.cfg.num_stages - self.cfg.warmup_stages
+
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        """New episode: identical fresh networks, warm-up stages trained unweighted."""
+        """New episode: identical fresh networks, warm-up stages trained unweighted.
+
+        ``options={"twin": record}`` reuses the reference of an earlier episode of
+        this seed (see the module docstring) instead of training it.
+        """
         super().reset(seed=seed)
+        twin = (options or {}).get("twin")
+        if twin is not None and not (len(twin.get("val_accuracy", ())) == len(twin.get("train_loss", ()))
+                                     == self.acting_stages):
+            raise LawError(f"a twin record holds the reference's val_accuracy and train_loss after each of "
+                           f"the {self.acting_stages} acting stages; got {twin}")
+        self._twin = twin
+        train_reference = self.train_reference and twin is None
+        self._twin_log = {"val_accuracy": [], "train_loss": []} if train_reference else None
         # Every torch seed of the episode derives from the gymnasium RNG, so
         # reset(seed=s) replays the episode exactly and reset() continues the sequence.
         episode_seed = int(self.np_random.integers(2**31 - 1))
         self.trainer = PairedTrainer(
             self.bundle, self.cfg.model, self.optim_cfg, episode_seed, self.device, self.total_epochs,
             amp_dtype=torch.bfloat16 if self.cfg.amp and self.device.type == "cuda" else None,
-            keep_weights=self.cfg.keep_weights, train_reference=self.train_reference)
+            keep_weights=self.cfg.keep_weights, train_reference=train_reference)
         self._loss_smooth = self._acc_smooth = float("nan")
         self._gap = 0.0  # the pair is identical until the agent acts
         info: dict[str, Any] = {}
@@ -258,9 +284,9 @@ class StageWeightingEnv(gym.Env):
         target, reference = trainer.evaluate("val")  # the clean validation split; never test
         self._observe(summary["target_loss"], target["accuracy"])
 
+        acc_reference, loss_reference = self._reference_metrics(reference, summary["reference_loss"])
         reward_weight = self.reward_weight(trainer.epoch)
-        acc_reference = reference["accuracy"] if reference is not None else None
-        gap = target["accuracy"] - acc_reference if reference is not None else 0.0
+        gap = target["accuracy"] - acc_reference if acc_reference is not None else 0.0
         reward = reward_weight * (gap - self._gap if self.cfg.reward == "change" else gap)
         self._gap = gap
         info = {
@@ -272,8 +298,8 @@ class StageWeightingEnv(gym.Env):
             "acc_target": target["accuracy"],
             "acc_reference": acc_reference,
             "loss_target": summary["target_loss"],
-            "loss_reference": summary["reference_loss"],
-            "loss_gap": summary["loss_gap"],
+            "loss_reference": loss_reference,
+            "loss_gap": summary["target_loss"] - loss_reference,
             "mean_weight": summary["mean_weight"],
             "mean_weight_per_class": [_finite_or_none(w) for w in summary["mean_weight_per_class"]],
             "mean_weight_noisy": _finite_or_none(summary["mean_weight_noisy"]),
@@ -284,6 +310,8 @@ class StageWeightingEnv(gym.Env):
             info["weights"] = trainer.stage_weights().numpy()
         self.stage += 1
         terminated = self.stage >= self.cfg.num_stages
+        if terminated and self._twin_log is not None:
+            info["twin"] = self._twin_log
         return self._observation(), float(reward), terminated, False, info
 
     def close(self) -> None:
@@ -291,13 +319,21 @@ class StageWeightingEnv(gym.Env):
 
     # ------------------------------------------------------------------ helpers
 
-    @property
-    def last_observation(self) -> np.ndarray:
-        """The observation of the stage about to be trained (a copy)."""
-        return self._observation()
+    def _reference_metrics(self, reference: Optional[dict], loss: float) -> tuple[Optional[float], float]:
+        """The reference's validation accuracy and training loss of the stage just trained:
+        from the twin record, from the reference trained alongside (and recorded), or none."""
+        if self._twin is not None:
+            k = self.stage - self.cfg.warmup_stages
+            return self._twin["val_accuracy"][k], self._twin["train_loss"][k]
+        if reference is None:
+            return None, float("nan")
+        self._twin_log["val_accuracy"].append(reference["accuracy"])
+        self._twin_log["train_loss"].append(loss)
+        return reference["accuracy"], loss
 
     def evaluate_test(self) -> tuple[dict, Optional[dict]]:
-        """Test-split metrics of (target, reference); reference is None if it is not trained."""
+        """Test-split metrics of (target, reference); reference is None if it is not trained
+        (``train_reference=False``, or a twin record stood in for it)."""
         if self.trainer is None:
             raise LawError("call reset() before evaluate_test()")
         return self.trainer.evaluate("test")

@@ -1,26 +1,30 @@
 """``law apply``: train a new network with a learned policy, greedily, stage by stage.
 
-The policy file carries the actor, the feature spec it was trained with and
-the stage schedule it was searched under. The new network gets the same number
-of stages (the actor's stage embedding knows no others); stage *length*, model,
-data set and optimiser are free, which is what transfer means here.
+The policy file carries the greedy policy (DDPG's actor, or a stage-wise
+schedule), the feature spec it was searched with and the whole task it was
+searched on (stage schedule, data, optimiser). With no flags, ``law apply``
+trains on that very task; every flag overrides one setting of it. The stage
+*count* is fixed (the actor's stage embedding knows no others); stage length,
+model, data set and optimiser are free, which is what transfer means here.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
+import numpy as np
 import torch
 
-from agents import load_actor
+from agents.policies import Policy, policy_from_state
 from envs import EnvConfig, StageWeightingEnv
 from law.config import to_dict, validate_all
 from law.data import DataConfig
 from law.errors import ConfigError, LawError
 from law.features import check_feature_spec
 from law.io import atomic_write_json, environment_info, new_run_dir, run_stamp
-from law.search import plain_info
 from law.progress import ProgressLine
+from law.search import plain_info
 from law.train import resolve_device, seed_everything
 from law.trainer import OptimConfig
 
@@ -32,7 +36,7 @@ class ApplyConfig:
     policy: str = ""
     """Policy file written by `law search` (runs/<id>/policy.pt)."""
     seed: int = 0
-    """Seed of the new network's initialisation, data and batch order."""
+    """Seed of the new network's initialisation and batch order (the episode seed)."""
     reference: bool = True
     """Train an unweighted reference of the same seed alongside and report both."""
     device: str = "auto"
@@ -55,7 +59,10 @@ class ApplyConfig:
 
 
 def load_policy(path: str | Path) -> dict:
-    """Read and check a policy file; refuses files of another format or feature set."""
+    """Read and check a policy file; its greedy policy's state is under ``"policy"``.
+
+    Files of the first format (an actor under ``"actor"``) are read too.
+    """
     try:
         policy = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated or foreign file: say what it is not
@@ -63,7 +70,14 @@ def load_policy(path: str | Path) -> dict:
     if not isinstance(policy, dict) or policy.get("format") != "law-policy":
         raise LawError(f"'{path}' is not a LAW policy file (written by `law search`)")
     check_feature_spec(policy["feature_spec"])
+    if "policy" not in policy:
+        policy["policy"] = {"kind": "actor", "actor": policy["actor"]}
     return policy
+
+
+def greedy_policy(policy: dict) -> Policy:
+    """The callable policy of a loaded policy file."""
+    return policy_from_state(policy["policy"])
 
 
 def policy_env_config(policy: dict, overrides: dict) -> EnvConfig:
@@ -71,7 +85,7 @@ def policy_env_config(policy: dict, overrides: dict) -> EnvConfig:
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in policy["env"].items()}
     fields.update(overrides)
     env_cfg = EnvConfig(**fields)
-    searched = policy["actor"]["num_stages"]
+    searched = greedy_policy(policy).num_stages
     if env_cfg.num_stages != searched:
         raise ConfigError("num_stages", f"the policy was searched with {searched} stages and can "
                                         f"only act on {searched}; lengthen training with "
@@ -81,6 +95,44 @@ def policy_env_config(policy: dict, overrides: dict) -> EnvConfig:
         raise ConfigError("features", f"the policy weights by {' '.join(searched_features)} (its actions "
                                       "have one theta per searched feature); leave --features out")
     return env_cfg
+
+
+def policy_task(policy: dict) -> tuple[DataConfig, OptimConfig]:
+    """The data and optimiser the policy was searched with (``law apply``'s defaults)."""
+    config = policy.get("config", {})
+
+    def build(cls):
+        fields = config.get(cls.__name__)
+        if fields is None:
+            return cls()
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
+    return build(DataConfig), build(OptimConfig)
+
+
+def rollout(env: StageWeightingEnv, policy: Policy, seed: int,
+            on_stage: Optional[Callable[[dict], None]] = None,
+            on_reset: Optional[Callable[[dict], None]] = None) -> list[dict]:
+    """One greedy episode: ``reset(seed)``, then the policy's action at every stage.
+
+    Returns one record per acting stage (the action, the reward and the env's
+    info); ``on_reset`` sees the warm-up's info, ``on_stage`` each record as soon
+    as it exists.
+    """
+    obs, info = env.reset(seed=seed)
+    if on_reset is not None:
+        on_reset(info)
+    stages, done = [], False
+    while not done:
+        action = np.asarray(policy(obs), np.float32)
+        obs, reward, terminated, truncated, info = env.step(action)
+        done = terminated or truncated
+        record = {"action": action.tolist(), "reward": float(reward),
+                  **{k: v for k, v in plain_info(info).items() if k not in ("weights", "twin")}}
+        stages.append(record)
+        if on_stage is not None:
+            on_stage(record)
+    return stages
 
 
 def apply_policy(apply_cfg: ApplyConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
@@ -93,25 +145,17 @@ def apply_policy(apply_cfg: ApplyConfig, env_cfg: EnvConfig, data_cfg: DataConfi
     run_dir = new_run_dir(apply_cfg.output_dir, apply_cfg.run_name,
                           f"{data_cfg.dataset}__law-apply__{apply_cfg.seed}__{run_stamp()}")
     seed_everything(apply_cfg.seed)
-    actor = load_actor(policy["actor"])
     env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, train_reference=apply_cfg.reference)
-    obs, _ = env.reset(seed=apply_cfg.seed)
-    stages, done = [], False
-    bar = ProgressLine(env_cfg.num_stages - env_cfg.warmup_stages, "apply", enabled=apply_cfg.progress)
-    while not done:
-        with torch.no_grad():
-            action = actor(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
-        obs, reward, terminated, truncated, info = env.step(action)
-        done = terminated or truncated
-        info = {k: v for k, v in plain_info(info).items() if k != "weights"}
-        stages.append({"action": action.tolist(), "reward": float(reward), **info})
-        bar.update(len(stages), f"val acc {info['acc_target']:.3f}")
+    bar = ProgressLine(env.acting_stages, "apply", enabled=apply_cfg.progress)
+    stages = rollout(env, greedy_policy(policy), apply_cfg.seed,
+                     on_stage=lambda s: bar.update(s["stage"] - env_cfg.warmup_stages + 1,
+                                                   f"val acc {s['acc_target']:.3f}"))
     target_test, reference_test = env.evaluate_test()
     config = to_dict(apply_cfg, env_cfg, data_cfg, optim_cfg)
     results = {"kind": "apply", "config": config, "seed": apply_cfg.seed,
                "environment": environment_info(), "policy_config": policy["config"],
+               "policy_kind": policy["policy"]["kind"], "selection": policy.get("selection"),
                "test": {"target": target_test, "reference": reference_test}, "stages": stages}
     atomic_write_json(results, run_dir / "results.json")
     results["run_dir"] = str(run_dir)
     return results
-

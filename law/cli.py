@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from law.compare import add_compare_parser
 from law.config import add_config_args, config_from_args
@@ -85,8 +86,11 @@ def _run_search(args: argparse.Namespace) -> int:
     preset = search_preset(args.preset)
     configs = [config_from_args(cls, args, preset[cls.__name__]) for cls in _search_classes()]
     results = search(*configs)
-    print(results["table"])
-    print(f"policy: {results['policy']}   tensorboard --logdir {results['run_dir']}")
+    summary = Path(results["run_dir"]) / "summary.md"
+    print(summary.read_text().split("\n\n| episode")[0])  # the verdict and the greedy evaluations
+    print(f"\npolicy: {results['policy']}   episodes: {summary}   tensorboard --logdir {results['run_dir']}")
+    print(f"next: law apply --policy {results['policy']} --seed 1   (trains on the searched task, "
+          "next to its unweighted twin)")
     return 0
 
 
@@ -98,12 +102,14 @@ def _apply_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("apply", help="train a network with a learned policy (transfer)",
                        description="Train a new network with a searched policy acting greedily stage "
-                                   "by stage, next to an unweighted reference of the same seed. The "
-                                   "stage schedule defaults to the one the policy was searched with.")
+                                   "by stage, next to an unweighted reference of the same seed. With no "
+                                   "other flags it trains on the task the policy was searched on (data, "
+                                   "optimiser, stage schedule, all recorded in the policy file); every "
+                                   "flag overrides one setting of that task.")
     add_config_args(p, ApplyConfig)
     add_config_args(p, EnvConfig, title="EnvConfig (default: the policy's own schedule)")
-    add_config_args(p, DataConfig)
-    add_config_args(p, OptimConfig)
+    add_config_args(p, DataConfig, title="DataConfig (default: the data the policy was searched on)")
+    add_config_args(p, OptimConfig, title="OptimConfig (default: the optimiser the policy was searched with)")
     p.set_defaults(handler=_run_apply)
 
 
@@ -111,7 +117,7 @@ def _run_apply(args: argparse.Namespace) -> int:
     import dataclasses
 
     from envs import EnvConfig
-    from law.apply import ApplyConfig, apply_policy, load_policy, policy_env_config
+    from law.apply import ApplyConfig, apply_policy, load_policy, policy_env_config, policy_task
     from law.data import DataConfig
     from law.trainer import OptimConfig
 
@@ -121,13 +127,23 @@ def _run_apply(args: argparse.Namespace) -> int:
     env_overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(EnvConfig) if hasattr(args, f.name)}
     env_cfg = policy_env_config(policy, {k: tuple(v) if isinstance(v, list) else v
                                          for k, v in env_overrides.items()})
-    results = apply_policy(apply_cfg, env_cfg, config_from_args(DataConfig, args),
-                           config_from_args(OptimConfig, args), policy)
+    # With no flags, train on the task the policy was searched on; every flag overrides.
+    searched_data, searched_optim = policy_task(policy)
+    data_cfg = config_from_args(DataConfig, args, searched_data)
+    optim_cfg = config_from_args(OptimConfig, args, searched_optim)
+    changed = [f.name for cls in (DataConfig, OptimConfig, EnvConfig) for f in dataclasses.fields(cls)
+               if hasattr(args, f.name)]
+    print(f"law apply: the task the policy was searched on ({data_cfg.dataset}, noise {data_cfg.noise} "
+          f"{data_cfg.noise_rate:g}, imbalance {data_cfg.imbalance}, {env_cfg.model}, lr {optim_cfg.lr:g}, "
+          f"{env_cfg.num_stages} stages), seed {apply_cfg.seed}"
+          + (f"; changed by flags: {', '.join(changed)}" if changed else ""), file=sys.stderr)
+    results = apply_policy(apply_cfg, env_cfg, data_cfg, optim_cfg, policy)
     target, reference = results["test"]["target"], results["test"]["reference"]
     print(f"test accuracy with policy   {target['accuracy']:.4f}  balanced {target['balanced_accuracy']:.4f}")
     if reference is not None:
         print(f"test accuracy unweighted    {reference['accuracy']:.4f}  balanced "
               f"{reference['balanced_accuracy']:.4f}")
+        print(f"policy vs unweighted twin   {100 * (target['accuracy'] - reference['accuracy']):+.1f} test points")
     print(f"results: {results['run_dir']}/results.json")
     return 0
 

@@ -274,9 +274,9 @@ def cluster_has_gpus(cfg: CompareConfig) -> bool:
 
 def check_policy(exp: Experiment, path: str) -> None:
     """Refuse, before any training, a policy that cannot act on the suite's stages."""
-    from law.apply import load_policy
+    from law.apply import greedy_policy, load_policy
 
-    searched = load_policy(path)["actor"]["num_stages"]
+    searched = greedy_policy(load_policy(path)).num_stages
     if searched != exp.schedule.num_stages:
         raise ConfigError("policy", f"{path} acts on {searched} stages but profile {exp.cfg.profile} of "
                                     f"{exp.suite.name} has {exp.schedule.num_stages}; search one for this "
@@ -356,9 +356,8 @@ def _nan_for_none(train: dict) -> dict:
 def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progress: bool) -> dict:
     """LAW on seed ``seed``: the policy acts greedily once per stage; test metrics at each
     stage end (for reporting only: nothing is chosen by them)."""
-    from agents import load_actor
     from envs import StageWeightingEnv
-    from law.apply import load_policy, policy_env_config
+    from law.apply import greedy_policy, load_policy, policy_env_config, rollout
     from law.progress import ProgressLine
     from law.train import resolve_device, seed_everything, summarise
 
@@ -373,7 +372,6 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
     if exp.threads:
         torch.set_num_threads(exp.threads)
     seed_everything(seed)
-    actor = load_actor(policy["actor"])
     started = time.perf_counter()
     # The env sets each stage's rate itself (the suite's drops); the optimiser gives the base rate.
     optim = replace(exp.profile.optim, lr_schedule="constant")
@@ -381,20 +379,22 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
     config = to_dict(env_cfg, exp.data, optim)
     logger = StageLogger(run_dir, config)
     bar = ProgressLine(s.num_stages - s.warmup_stages, f"law seed {seed}", enabled=progress)
+    history: list[dict] = []
+
+    def record(info: dict, action=None, reward: float = 0.0, warmup: bool = False) -> None:
+        history.append(_law_record(env, info, action, reward, warmup=warmup))
+        logger.record(history[-1])
+
+    def on_reset(info: dict) -> None:
+        if s.warmup_stages:
+            record(info, warmup=True)
+
+    def on_stage(stage: dict) -> None:
+        record(stage, stage["action"], stage["reward"])
+        bar.update(len(history) - (1 if s.warmup_stages else 0), f"test {history[-1]['test']['accuracy']:.3f}")
+
     try:
-        obs, info = env.reset(seed=seed)
-        history = [_law_record(env, info, None, 0.0, warmup=True)] if s.warmup_stages else []
-        for record in history:
-            logger.record(record)
-        done = False
-        while not done:
-            with torch.no_grad():
-                action = actor(torch.as_tensor(obs, dtype=torch.float32)[None])[0].numpy()
-            obs, reward, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
-            history.append(_law_record(env, info, action, reward))
-            logger.record(history[-1])
-            bar.update(len(history) - 1, f"test {history[-1]['test']['accuracy']:.3f}")
+        rollout(env, greedy_policy(policy), seed, on_stage=on_stage, on_reset=on_reset)
     finally:
         logger.close()
     results = {"kind": "law", "method": "law", "seed": seed, "config": config,

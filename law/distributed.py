@@ -42,6 +42,7 @@ from typing import Optional
 
 import torch
 
+from law.apply import greedy_policy, policy_env_config
 from law.data import DataConfig
 from law.errors import ConfigError, LawError
 from law.io import atomic_write_json, environment_info
@@ -99,7 +100,7 @@ class StageJob:
         if self.method.method == "law":
             if self.policy is None:
                 raise ConfigError("policy", "LAW needs a policy to train data-parallel")
-            searched = self.policy["actor"]["num_stages"]
+            searched = greedy_policy(self.policy).num_stages
             if searched != self.schedule.num_stages:
                 raise ConfigError("num_stages", f"the policy acts on {searched} stages, the schedule has "
                                                 f"{self.schedule.num_stages}")
@@ -200,11 +201,9 @@ def _worker_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from agents import load_actor
     from law.data import load_data
     from law.methods import build_weighter
     from law.models import build_model
-    from law.apply import policy_env_config
     from law.policy import LAWPolicyWeighter
     from law.stats import WeightStats
     from law.train import seed_everything
@@ -228,7 +227,7 @@ def _worker_loop(config: dict) -> None:
     schedule, is_law = job.schedule, job.method.method == "law"
     if is_law:
         env = policy_env_config(job.policy, {})
-        actor = load_actor(job.policy["actor"])
+        policy = greedy_policy(job.policy)
         observer = _Observer(env.smoothing, env.loss_clip)
         law_weighter = LAWPolicyWeighter(bundle.class_counts)
         weighter = Weighter()
@@ -247,8 +246,7 @@ def _worker_loop(config: dict) -> None:
         if is_law and stage >= schedule.warmup_stages:
             action = torch.zeros(env.action_dim)
             if rank == 0:
-                with torch.no_grad():
-                    action = actor(observer.observation(stage))[0]
+                action = torch.as_tensor(policy(observer.observation(stage)[0].numpy()))
             action = _broadcast_action(action.to(device)).cpu()
             law_weighter.set_action(env.theta(action.numpy()))
             weighter = law_weighter

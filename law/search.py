@@ -1,26 +1,35 @@
-"""Distributed policy search: env workers on Ray, one learner, resumable.
+"""Distributed policy search: env workers on Ray, one learner, resumable exactly.
 
 Shape of a search (LAW's parallel 3SM search):
 
-* ``N`` env workers (Ray actors), each owning one environment — one pair of
-  target/reference networks. A worker trains one stage per call.
-* One learner (this driver process) owning the shared actor/critic and the
-  transition buffer. Every *round*, each busy worker trains its next stage with
-  the action the learner chose from the current actor; the learner adds all the
-  transitions that came back and runs one full-data update (FDU).
+* ``N`` env workers (Ray actors), each owning one environment: one pair of
+  target/reference networks. In every *round* each worker makes one call:
+  it starts an episode (fresh networks, unweighted warm-up) or trains the
+  next stage of its episode with the action the learner chose.
+* One learner (this driver process) owning the agent (DDPG's shared
+  actor/critic, or random search) and the transition buffer. After each round
+  it adds the transitions that came back and runs one full-data update (FDU).
 
 Why actions travel instead of actor weights: the action of a stage is a pure
 function of the stage's observation and the actor *after* the last update, so
 computing it at the learner is exactly "workers get the new weights", without
 shipping weights or duplicating the exploration noise on every worker.
 
-Faults: each transition is tagged with its episode. If a worker dies, Ray
-restarts it (``max_restarts``), the learner drops that episode's transitions
-and the episode is redone from its first stage with the same seed. The learner
-checkpoints everything (agent, optimisers, buffer, counters) atomically at the
-end of every round; ``--resume RUN_DIR`` drops the transitions of episodes that
-were in flight when the driver died and redoes exactly those, so no finished
-episode is lost or repeated.
+Common random numbers: training episodes cycle through ``seed_pool`` episode
+seeds. The unweighted twin of an episode depends only on its seed, so each
+seed's twin is trained once, cached (``StageWeightingEnv``'s twin record) and
+replayed afterwards: later episodes train the target alone.
+
+Greedy evaluation: every ``eval_every`` training episodes the agent's greedy
+policy (no exploration) is run on ``eval_seeds`` seeds of its own, and its
+mean final gap over its twin on the clean validation split is its score.
+``policy.pt`` is the best-scoring policy, ``policy_last.pt`` the last one.
+
+Exact replay: each slot remembers the actions its episode took. A worker
+whose process died is restarted by Ray and replays those actions before
+redoing its call, within the same round; ``--resume`` after the driver died
+does the same for every episode in flight. Training is deterministic on CPU,
+so an interrupted search ends bit for bit where an uninterrupted one does.
 """
 from __future__ import annotations
 
@@ -34,27 +43,41 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from agents import DDPG, DDPGConfig, TransitionBuffer
+from agents import DDPG, DDPGConfig, RandomSearch, TransitionBuffer
+from agents.policies import policy_from_state
+from envs import EnvConfig, StageWeightingEnv
 from law.config import to_dict, validate_all
-from law.data import DataConfig
+from law.data import DataConfig, load_data
 from law.errors import ConfigError, LawError
+from law.features import FEATURE_SPEC
 from law.io import (atomic_save, atomic_write_json, atomic_write_text, environment_info,
                     new_run_dir, run_stamp)
-from law.features import FEATURE_SPEC
+from law.models import build_model
 from law.progress import ProgressLine
 from law.trainer import OptimConfig
-from envs import EnvConfig, StageWeightingEnv
 
 CHECKPOINT = "checkpoint.pt"
 POLICY = "policy.pt"
+LAST_POLICY = "policy_last.pt"
+AGENTS = ("ddpg", "random")
+POLICY_FORMAT = {"format": "law-policy", "version": 2}
 
 
 @dataclass
 class SearchConfig:
-    """How the policy search runs: episodes, workers, resources, outputs."""
+    """How the policy search runs: agent, episodes, evaluation, workers, resources, outputs."""
 
+    agent: str = "ddpg"
+    """Search agent: ddpg (LAW's actor-critic) or random (random stage-wise schedules, the yardstick)."""
     episodes: int = 8
-    """Episodes in total (each one full paired training), spread over the workers."""
+    """Training episodes in total (each one full training of the target), spread over the workers."""
+    seed_pool: int = 4
+    """Episode seeds the training episodes cycle through; each seed's unweighted twin is trained once and
+    cached (common random numbers). 0 = a new seed for every episode, the twin trained every time."""
+    eval_every: int = 10
+    """Evaluate the greedy policy after every this many training episodes (and always at the end)."""
+    eval_seeds: int = 2
+    """Episode seeds of a greedy evaluation, disjoint from the training seeds (clean validation split)."""
     workers: int = 2
     """Env workers (Ray actors) training episodes at the same time (paper: 8)."""
     cpus_per_worker: float = 1.0
@@ -72,15 +95,23 @@ class SearchConfig:
     resume: str = ""
     """Run folder of an interrupted search to continue (its saved config is used)."""
     max_worker_restarts: int = 3
-    """How many times Ray restarts a dead worker before the search gives up."""
+    """How many times a worker may die (Ray restarts it and it replays its episode) before the search stops."""
     min_buffer: int = 4
     """Transitions collected before the first FDU update."""
     progress: bool = True
     """Show a progress line."""
 
     def validate(self) -> None:
+        if self.agent not in AGENTS:
+            raise ConfigError("agent", f"unknown agent '{self.agent}'; known: {', '.join(AGENTS)}")
         if self.episodes < 1:
             raise ConfigError("episodes", f"must be >= 1, got {self.episodes}")
+        if self.seed_pool < 0:
+            raise ConfigError("seed_pool", f"must be >= 0 (0 = a new seed per episode), got {self.seed_pool}")
+        if self.eval_every < 1:
+            raise ConfigError("eval_every", f"must be >= 1, got {self.eval_every}")
+        if self.eval_seeds < 1:
+            raise ConfigError("eval_seeds", f"must be >= 1, got {self.eval_seeds}")
         if self.workers < 1:
             raise ConfigError("workers", f"must be >= 1, got {self.workers}")
         if self.cpus_per_worker <= 0:
@@ -98,8 +129,35 @@ class SearchConfig:
                                         "of the interrupted search")
 
 
+# ----------------------------------------------------------------------------------------
+# Seeds
+
+
+def _derived_seed(search_seed: int, purpose: int, index: int) -> int:
+    return int(np.random.SeedSequence([search_seed, purpose, index]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def training_seed(cfg: SearchConfig, episode: int) -> int:
+    """Episode seed of training episode ``episode``: one of ``seed_pool`` seeds, or its own."""
+    return _derived_seed(cfg.seed, 0, episode % cfg.seed_pool if cfg.seed_pool else episode)
+
+
+def evaluation_seeds(cfg: SearchConfig) -> list[int]:
+    """The greedy evaluation's seeds, disjoint from every training seed."""
+    return [_derived_seed(cfg.seed, 1, j) for j in range(cfg.eval_seeds)]
+
+
+def noise_rng(search_seed: int, episode: int, stage: int) -> np.random.Generator:
+    """Exploration from (seed, episode, stage) alone: a replayed or resumed episode draws the same."""
+    return np.random.default_rng([search_seed, episode, stage])
+
+
+# ----------------------------------------------------------------------------------------
+# Workers
+
+
 class EnvWorker:
-    """Owns one environment; trains one stage per call. Wrapped with ``ray.remote`` at launch,
+    """Owns one environment; one call per round. Wrapped with ``ray.remote`` at launch,
     so it also runs in-process for debugging and tests."""
 
     def __init__(self, env_cfg: EnvConfig, data_cfg: DataConfig, optim_cfg: OptimConfig,
@@ -107,25 +165,36 @@ class EnvWorker:
         torch.set_num_threads(max(1, threads))
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device)
-        self.episode: Optional[int] = None
+        self.key: Optional[str] = None
+        self.stages_done = 0
         self.obs: Optional[np.ndarray] = None
 
-    def reset(self, episode: int, seed: int) -> np.ndarray:
-        """Start ``episode``: fresh identical networks, warm-up stages trained."""
-        self.obs, _ = self.env.reset(seed=seed)
-        self.episode = episode
+    def start(self, key: str, seed: int, twin: Optional[dict]) -> np.ndarray:
+        """Start episode ``key``: fresh identical networks, warm-up trained; returns the observation."""
+        self.obs, _ = self.env.reset(seed=seed, options={"twin": twin})
+        self.key, self.stages_done = key, 0
         return self.obs
 
-    def step(self, episode: int, action: np.ndarray) -> tuple:
-        """Train one stage of ``episode`` with ``action``; returns the transition and info."""
-        if episode != self.episode:  # a restarted worker lost its episode
-            raise LawError(f"worker is not in episode {episode}")
+    def step(self, key: str, seed: int, twin: Optional[dict], done_actions: list,
+             action: np.ndarray) -> tuple:
+        """Train the next stage of ``key`` with ``action``.
+
+        A worker that is not where the episode is (restarted by Ray, or a resumed
+        search) first replays ``done_actions``: deterministic, so it ends in the
+        very state it lost. Returns the transition, the info and how many stages
+        were replayed.
+        """
+        replayed = 0
+        if self.key != key or self.stages_done != len(done_actions):
+            self.start(key, seed, twin)
+            for past in done_actions:
+                self.obs, *_ = self.env.step(past)
+            self.stages_done = replayed = len(done_actions)
         obs = self.obs
         self.obs, reward, terminated, truncated, info = self.env.step(action)
-        return (obs, action, float(reward), self.obs, bool(terminated or truncated)), plain_info(info)
-
-    def pid(self) -> int:
-        return os.getpid()
+        self.stages_done += 1
+        transition = (obs, np.asarray(action, np.float32), float(reward), self.obs, bool(terminated or truncated))
+        return transition, plain_info(info), replayed
 
 
 def plain_info(info: dict) -> dict:
@@ -133,126 +202,286 @@ def plain_info(info: dict) -> dict:
     return {k: (v.tolist() if isinstance(v, (np.ndarray, torch.Tensor)) else v) for k, v in info.items()}
 
 
-@dataclass
-class Slot:
-    """What one worker is doing: which episode, and the observation of its next stage."""
-
-    episode: Optional[int] = None
-    obs: Optional[np.ndarray] = None
-    rewards: list = field(default_factory=list)
+class WorkerFailed(Exception):
+    """A worker process died (or is restarting): the call must be redone."""
 
 
-class SearchState:
-    """Counters of a search; a plain dict in the checkpoint."""
+def _gather(futures: dict[int, Any]) -> dict[int, Any]:
+    """Results of every worker's call; a dead worker's result is a WorkerFailed.
 
-    def __init__(self, episodes: int):
-        self.episodes = episodes
-        self.next_episode = 0
-        self.redo: list[int] = []  # episodes to run again from their first stage
-        self.finished: list[dict] = []  # one summary per finished episode
-        self.rounds = 0
-        self.worker_failures = 0  # calls that died or raised
-        self.episodes_redone = 0  # episodes lost with a worker and run again
-        self.row_episode: list[int] = []  # episode of each buffer row
-        self.in_flight: list[int] = []  # episodes running when the checkpoint was written
-
-    def take_episode(self) -> Optional[int]:
-        if self.redo:
-            return self.redo.pop(0)
-        if self.next_episode < self.episodes:
-            self.next_episode += 1
-            return self.next_episode - 1
-        return None
-
-    def state_dict(self) -> dict:
-        return dict(vars(self))
-
-    def load_state_dict(self, state: dict) -> None:
-        vars(self).update(state)
-
-
-class Learner:
-    """The shared actor/critic, its buffer and the search's counters."""
-
-    def __init__(self, agent: DDPG, state: SearchState):
-        self.agent = agent
-        self.buffer = TransitionBuffer(agent.action_dim)
-        self.state = state
-
-    def add(self, episode: int, transition: tuple) -> None:
-        self.buffer.add(*transition)
-        self.state.row_episode.append(episode)
-
-    def drop_episode(self, episode: int) -> int:
-        """Remove every transition of ``episode`` (it will be redone); returns how many."""
-        keep = np.array([e != episode for e in self.state.row_episode], dtype=bool)
-        if keep.all():
-            return 0
-        rows = self.buffer.arrays()
-        self.buffer = TransitionBuffer(self.agent.action_dim)
-        self.buffer.extend(zip(*(column[keep] for column in rows)))
-        self.state.row_episode = [e for e, k in zip(self.state.row_episode, keep) if k]
-        return int((~keep).sum())
-
-    def checkpoint(self, path: Path, config: dict) -> None:
-        atomic_save({"agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(),
-                     "search": self.state.state_dict(), "config": config}, path)
-
-    def restore(self, path: Path) -> dict:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        self.agent.load_state_dict(saved["agent"])
-        self.buffer.load_state_dict(saved["buffer"])
-        self.state.load_state_dict(saved["search"])
-        return saved["config"]
-
-
-def episode_seed(search_seed: int, episode: int) -> int:
-    return search_seed * 1_000_003 + episode
-
-
-def noise_rng(search_seed: int, episode: int, stage: int) -> np.random.Generator:
-    """Exploration noise from (seed, episode, stage) alone: a redone or resumed episode
-    draws the same noise."""
-    return np.random.default_rng([search_seed, episode, stage])
-
-
-def init_ray(address: str, num_cpus: Optional[float] = None) -> None:
-    """Join a cluster when an address is given (or RAY_ADDRESS is set), else start a local Ray."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS", "")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-
-
-def policy_file(agent: DDPG, env_cfg: EnvConfig, config: dict) -> dict:
-    """Everything ``law apply`` needs, as plain tensors and primitives."""
-    return {"format": "law-policy", "version": 1, "actor": agent.actor_state(),
-            "feature_spec": dict(FEATURE_SPEC), "env": to_dict(env_cfg)["EnvConfig"], "config": config}
-
-
-def _gather(futures: dict[int, Any]) -> dict[int, tuple[str, Any]]:
-    """Wait for every worker's call. Each result is ("ok", value), ("restarting", error) for
-    a worker Ray is bringing back, or ("failed", error) for one that died or raised."""
+    An exception raised *by the environment* is not a fault to retry (it would
+    raise again): it stops the search with the environment's own message.
+    """
     import ray
 
     results = {}
     for index, future in futures.items():
         try:
-            results[index] = ("ok", ray.get(future))
-        except ray.exceptions.ActorUnavailableError as error:
-            results[index] = ("restarting", error)
-        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as error:
-            results[index] = ("failed", error)
+            results[index] = ray.get(future)
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as error:
+            results[index] = WorkerFailed(str(error).splitlines()[0])
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause if isinstance(error.cause, Exception) else error
+            message = str(cause) if isinstance(cause, LawError) else f"{type(cause).__name__}: {cause}"
+            raise LawError(f"worker {index}: {message}") from None
     return results
 
 
+# ----------------------------------------------------------------------------------------
+# The learner's state
+
+
+@dataclass
+class Episode:
+    """What one worker is doing: which episode, the actions it took, where it stands."""
+
+    key: str
+    """'train/<n>' or 'eval/<round>/<j>'."""
+    seed: int
+    kind: str
+    """train: the agent explores and learns from it; eval: a frozen greedy policy is judged."""
+    index: int
+    """Training episode number, or evaluation round."""
+    policy: Optional[dict] = None
+    """eval: the policy state being judged."""
+    obs: Optional[list] = None
+    """Observation of the next stage (None until started)."""
+    actions: list = field(default_factory=list)
+    rewards: list = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "Episode":
+        return cls(**state)
+
+
+class Search:
+    """One search: configs, the agent, the buffer, the episode bookkeeping, the workers."""
+
+    def __init__(self, search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
+                 optim_cfg: OptimConfig, agent_cfg: DDPGConfig, run_dir: Path):
+        self.cfg, self.env_cfg, self.data_cfg, self.optim_cfg = search_cfg, env_cfg, data_cfg, optim_cfg
+        self.agent_cfg = agent_cfg
+        self.run_dir = run_dir
+        self.config = to_dict(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
+        self.agent = make_agent(search_cfg.agent, env_cfg, agent_cfg)
+        self.buffer = TransitionBuffer(env_cfg.action_dim)
+        self.eval_seeds = evaluation_seeds(search_cfg)
+        self.next_episode = 0
+        self.queue: list[Episode] = []  # evaluation episodes waiting for a worker
+        self.slots: list[Optional[Episode]] = [None] * search_cfg.workers
+        self.finished: list[dict] = []  # one summary per finished training episode
+        self.evaluations: list[dict] = []  # one record per greedy evaluation
+        self.twins: dict[int, dict] = {}  # episode seed -> the twin's record
+        self.rounds = 0
+        self.worker_failures = 0
+        self.replayed_stages = 0
+        self.train_seconds = self.fdu_seconds = 0.0
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    @property
+    def done(self) -> bool:
+        return (len(self.finished) == self.cfg.episodes and not self.queue
+                and all(slot is None for slot in self.slots)
+                and bool(self.evaluations) and self.evaluations[-1]["after_episodes"] == self.cfg.episodes)
+
+    def next_for_worker(self) -> Optional[Episode]:
+        if self.queue:
+            return self.queue.pop(0)
+        if self.next_episode < self.cfg.episodes:
+            n = self.next_episode
+            self.next_episode += 1
+            return Episode(f"train/{n}", training_seed(self.cfg, n), "train", n)
+        return None
+
+    def queue_evaluation(self) -> None:
+        """Judge the agent's current greedy policy on the evaluation seeds."""
+        number = len(self.evaluations)
+        policy = self.agent.greedy_state()
+        self.evaluations.append({"round": number, "after_episodes": len(self.finished), "policy": policy,
+                                 "gaps": [None] * len(self.eval_seeds), "score": None})
+        self.queue.extend(Episode(f"eval/{number}/{j}", seed, "eval", number, policy=policy)
+                          for j, seed in enumerate(self.eval_seeds))
+
+    def action(self, episode: Episode) -> np.ndarray:
+        obs = np.asarray(episode.obs, np.float32)
+        if episode.kind == "eval":
+            return policy_from_state(episode.policy)(obs)
+        stage = int(obs[0])
+        return self.agent.explore(obs, noise_rng(self.cfg.seed, episode.index, stage))
+
+    # ------------------------------------------------------------------ one round
+
+    def round(self, workers: list) -> None:
+        """Every worker makes one call (start or step); then the learner updates once."""
+        started = time.perf_counter()
+        calls, actions = {}, {}
+        for i, slot in enumerate(self.slots):
+            if slot is None and (episode := self.next_for_worker()) is not None:
+                self.slots[i] = slot = episode
+            if slot is None:
+                continue
+            twin = self.twins.get(slot.seed)
+            if slot.obs is None:
+                calls[i] = lambda w, s=slot, t=twin: w.start.remote(s.key, s.seed, t)
+            else:
+                actions[i] = self.action(slot)
+                calls[i] = lambda w, s=slot, t=twin, a=actions[i]: w.step.remote(s.key, s.seed, t, s.actions, a)
+        results = self._call_all(workers, calls)
+        for i in sorted(results):
+            slot = self.slots[i]
+            if i not in actions:
+                slot.obs = np.asarray(results[i]).tolist()
+                continue
+            transition, info, replayed = results[i]
+            self.replayed_stages += replayed
+            self._record_stage(i, slot, transition, info)
+        self.train_seconds += time.perf_counter() - started
+
+        fdu_started = time.perf_counter()
+        stats = self.agent.update(self.buffer) if len(self.buffer) >= self.cfg.min_buffer else {}
+        self.fdu_seconds += time.perf_counter() - fdu_started
+        self.rounds += 1
+        self.last_round = {"agent": stats, "round_seconds": time.perf_counter() - started,
+                           "fdu_seconds": time.perf_counter() - fdu_started}
+        finished = len(self.finished)
+        evaluated = self.evaluations[-1]["after_episodes"] if self.evaluations else 0
+        if finished // self.cfg.eval_every > evaluated // self.cfg.eval_every or \
+                (finished == self.cfg.episodes and evaluated < finished):
+            self.queue_evaluation()
+
+    def _call_all(self, workers: list, calls: dict) -> dict:
+        """Issue the round's calls; a worker that died is waited for and called again (it replays
+        its episode), so the round ends exactly as it would have without the fault."""
+        results = _gather({i: call(workers[i]) for i, call in calls.items()})
+        for i in sorted(results):
+            failures = 0
+            while isinstance(results[i], WorkerFailed):
+                failures += 1
+                self.worker_failures += 1
+                if failures > self.cfg.max_worker_restarts:
+                    raise LawError(f"worker {i} failed {failures} times in a row (last: {results[i]}); the "
+                                   f"search is checkpointed: fix the cause, then --resume {self.run_dir}")
+                time.sleep(min(0.5 * failures, 5.0))  # give Ray time to bring the actor back
+                results[i] = _gather({i: calls[i](workers[i])})[i]
+        return results
+
+    def _record_stage(self, worker: int, slot: Episode, transition: tuple, info: dict) -> None:
+        obs, action, reward, next_obs, done = transition
+        slot.actions.append(np.asarray(action).tolist())
+        slot.rewards.append(reward)
+        slot.obs = np.asarray(next_obs).tolist()
+        if slot.kind == "train":
+            self.buffer.add(obs, action, reward, next_obs, done)
+            self.logger.stage(worker, len(self.buffer), reward, info)
+        if not done:
+            return
+        if "twin" in info:
+            self.twins[slot.seed] = info["twin"]
+        gap = info["acc_target"] - info["acc_reference"]
+        if slot.kind == "train":
+            stages = np.arange(self.env_cfg.warmup_stages, self.env_cfg.num_stages)
+            self.agent.end_episode(stages, np.asarray(slot.actions, np.float32), gap)
+            summary = {"episode": slot.index, "seed": slot.seed, "worker": worker,
+                       "return": float(sum(slot.rewards)), "rewards": slot.rewards,
+                       "acc_target": info["acc_target"], "acc_reference": info["acc_reference"], "gap": gap}
+            self.finished.append(summary)
+            self.logger.episode(summary)
+        else:
+            self._record_evaluation(slot, gap)
+        self.slots[worker] = None
+
+    def _record_evaluation(self, slot: Episode, gap: float) -> None:
+        record = self.evaluations[slot.index]
+        record["gaps"][int(slot.key.rsplit("/", 1)[1])] = gap
+        if any(g is None for g in record["gaps"]):
+            return
+        record["score"] = float(np.mean(record["gaps"]))
+        self.logger.evaluation(record)
+        if record is self.best_evaluation():
+            atomic_save(policy_file(record, self.env_cfg, self.config, self.cfg.episodes), self.run_dir / POLICY)
+
+    def best_evaluation(self) -> Optional[dict]:
+        scored = [r for r in self.evaluations if r["score"] is not None]
+        return max(scored, key=lambda r: r["score"]) if scored else None
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict:
+        return {"agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(), "config": self.config,
+                "search": {"next_episode": self.next_episode, "rounds": self.rounds,
+                           "queue": [dataclasses.asdict(e) for e in self.queue],
+                           "slots": [dataclasses.asdict(e) if e else None for e in self.slots],
+                           "finished": self.finished, "evaluations": self.evaluations,
+                           "twins": {str(seed): twin for seed, twin in self.twins.items()},
+                           "worker_failures": self.worker_failures, "replayed_stages": self.replayed_stages,
+                           "train_seconds": self.train_seconds, "fdu_seconds": self.fdu_seconds}}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.agent.load_state_dict(saved["agent"])
+        self.buffer.load_state_dict(saved["buffer"])
+        state = saved["search"]
+        self.next_episode, self.rounds = state["next_episode"], state["rounds"]
+        self.queue = [Episode.from_dict(e) for e in state["queue"]]
+        # In-flight episodes resume where they were: their workers replay the recorded actions.
+        self.slots = [Episode.from_dict(e) if e else None for e in state["slots"]]
+        self.finished, self.evaluations = state["finished"], state["evaluations"]
+        self.twins = {int(seed): twin for seed, twin in state["twins"].items()}
+        self.worker_failures, self.replayed_stages = state["worker_failures"], state["replayed_stages"]
+        self.train_seconds, self.fdu_seconds = state["train_seconds"], state["fdu_seconds"]
+
+    def checkpoint(self) -> None:
+        atomic_save(self.state_dict(), self.run_dir / CHECKPOINT)
+
+    # ------------------------------------------------------------------ the whole search
+
+    def run(self, workers: list, logger: "SearchLogger", bar: ProgressLine) -> None:
+        self.logger = logger
+        while not self.done:
+            self.round(workers)
+            self.checkpoint()
+            logger.round(self.rounds, self.last_round, self.agent.noise_scale)
+            best = self.best_evaluation()
+            bar.update(len(self.finished), f"round {self.rounds}" + (
+                f"  best greedy val gap {100 * best['score']:+.1f}" if best else ""))
+
+    def results(self) -> dict:
+        best, last = self.best_evaluation(), self.evaluations[-1]
+        return {"kind": "search", "agent": self.cfg.agent, "config": self.config, "seed": self.cfg.seed,
+                "environment": environment_info(),
+                "episodes": sorted(self.finished, key=lambda s: s["episode"]),
+                "evaluations": [{k: v for k, v in r.items() if k != "policy"} for r in self.evaluations],
+                "best": {"after_episodes": best["after_episodes"], "val_gap": best["score"]},
+                "last": {"after_episodes": last["after_episodes"], "val_gap": last["score"]},
+                "evaluation_seeds": self.eval_seeds, "rounds": self.rounds,
+                "worker_failures": self.worker_failures, "replayed_stages": self.replayed_stages,
+                "transitions": len(self.buffer), "cached_twins": len(self.twins),
+                "train_seconds": self.train_seconds,
+                "fdu_fraction_of_training": self.fdu_seconds / max(self.train_seconds, 1e-9),
+                "policy": str(self.run_dir / POLICY), "last_policy": str(self.run_dir / LAST_POLICY)}
+
+
+def make_agent(name: str, env_cfg: EnvConfig, agent_cfg: DDPGConfig):
+    """The search agent; the env's actions live in [-1, 1]^action_dim (it scales them itself)."""
+    if name == "random":
+        return RandomSearch(env_cfg.num_stages, env_cfg.action_dim)
+    return DDPG(env_cfg.num_stages, -1.0, 1.0, agent_cfg, action_dim=env_cfg.action_dim)
+
+
+def policy_file(evaluation: dict, env_cfg: EnvConfig, config: dict, episodes: int) -> dict:
+    """Everything ``law apply`` needs, as plain tensors and primitives, plus how it was chosen."""
+    return {**POLICY_FORMAT, "policy": evaluation["policy"], "feature_spec": dict(FEATURE_SPEC),
+            "env": to_dict(env_cfg)["EnvConfig"], "config": config,
+            "selection": {"after_episodes": evaluation["after_episodes"], "of_episodes": episodes,
+                          "val_gap": evaluation["score"], "evaluation_gaps": evaluation["gaps"]}}
+
+
+# ----------------------------------------------------------------------------------------
+# Outputs
+
+
 class SearchLogger:
-    """TensorBoard tags: reward/, target/, reference/, weights/, agent/, perf/."""
+    """TensorBoard tags: reward/, target/, reference/, weights/, eval/, agent/, perf/."""
 
     def __init__(self, run_dir: Path, config: dict):
         from torch.utils.tensorboard import SummaryWriter
@@ -276,30 +505,59 @@ class SearchLogger:
         if info.get("weights"):
             w.add_histogram(f"weights/histogram_w{worker}", np.asarray(info["weights"]), step)
 
-    def round(self, rounds: int, agent_stats: dict, noise: float, round_seconds: float,
-              fdu_seconds: float) -> None:
-        for name, value in agent_stats.items():
+    def round(self, rounds: int, last: dict, noise: float) -> None:
+        for name, value in last["agent"].items():
             self.writer.add_scalar(f"agent/{name}", value, rounds)
         self.writer.add_scalar("agent/noise_scale", noise, rounds)
-        self.writer.add_scalar("perf/round_seconds", round_seconds, rounds)
-        self.writer.add_scalar("perf/fdu_seconds", fdu_seconds, rounds)
+        self.writer.add_scalar("perf/round_seconds", last["round_seconds"], rounds)
+        self.writer.add_scalar("perf/fdu_seconds", last["fdu_seconds"], rounds)
 
     def episode(self, summary: dict) -> None:
         self.writer.add_scalar("reward/episode_return", summary["return"], summary["episode"])
-        self.writer.add_scalar("target/final_val_accuracy", summary["acc_target"], summary["episode"])
-        self.writer.add_scalar("reference/final_val_accuracy", summary["acc_reference"], summary["episode"])
+        self.writer.add_scalar("target/final_val_gap", summary["gap"], summary["episode"])
+
+    def evaluation(self, record: dict) -> None:
+        self.writer.add_scalar("eval/greedy_val_gap", record["score"], record["after_episodes"])
 
     def close(self) -> None:
         self.writer.close()
 
 
-def summary_table(finished: list[dict]) -> str:
-    rows = ["| episode | worker | return | val acc target | val acc reference | gap |",
-            "|---:|---:|---:|---:|---:|---:|"]
-    for s in sorted(finished, key=lambda s: s["episode"]):
-        rows.append(f"| {s['episode']} | {s['worker']} | {s['return']:+.4f} | {s['acc_target']:.4f} | "
-                    f"{s['acc_reference']:.4f} | {s['acc_target'] - s['acc_reference']:+.4f} |")
-    return "\n".join(rows)
+def summary_markdown(results: dict) -> str:
+    """summary.md: the one line a newcomer needs, then the evaluations and the episodes."""
+    best, last = results["best"], results["last"]
+    n = len(results["evaluation_seeds"])
+    lines = [f"**policy vs unweighted twin: {100 * best['val_gap']:+.1f} validation points** "
+             f"(mean over {n} evaluation seeds; greedy {results['agent']} policy after {best['after_episodes']} "
+             f"of {results['config']['SearchConfig']['episodes']} episodes, saved as `{POLICY}`; the last policy "
+             f"scored {100 * last['val_gap']:+.1f} and is `{LAST_POLICY}`).", "",
+             "| greedy evaluation | after episodes | val gap (points) | per seed |", "|---:|---:|---:|---|"]
+    for r in results["evaluations"]:
+        lines.append(f"| {r['round']} | {r['after_episodes']} | {100 * r['score']:+.1f} | "
+                     + " ".join(f"{100 * g:+.1f}" for g in r["gaps"]) + " |")
+    lines += ["", "| episode | seed | worker | return | val acc target | val acc twin | gap |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in results["episodes"]:
+        lines.append(f"| {s['episode']} | {s['seed']} | {s['worker']} | {s['return']:+.2f} | "
+                     f"{s['acc_target']:.4f} | {s['acc_reference']:.4f} | {100 * s['gap']:+.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------
+# Entry point
+
+
+def init_ray(address: str, num_cpus: Optional[float] = None) -> None:
+    """Join a cluster when an address is given (or RAY_ADDRESS is set), else start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 
 def _configs_from_saved(saved: dict) -> tuple:
@@ -328,18 +586,9 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
         run_dir = new_run_dir(search_cfg.output_dir, search_cfg.run_name,
                               f"{data_cfg.dataset}__law-search__{search_cfg.seed}__{run_stamp()}")
         run_dir.mkdir(parents=True, exist_ok=True)
-    config = to_dict(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
-
-    # The env's actions live in [-1, 1]^action_dim; it scales them to (theta, b) itself.
-    agent = DDPG(env_cfg.num_stages, -1.0, 1.0, agent_cfg, action_dim=env_cfg.action_dim)
-    state = SearchState(search_cfg.episodes)
-    learner = Learner(agent, state)
+    run = Search(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg, run_dir)
     if resume:
-        learner.restore(run_dir / CHECKPOINT)
-        for episode in state.in_flight:  # interrupted mid-episode: redo from scratch
-            learner.drop_episode(episode)
-            state.redo.append(episode)
-        state.in_flight = []
+        run.load_state_dict(saved)
 
     # The learner's networks are tiny; more than one torch thread here only fights the
     # workers for cores (measured: FDU took 17 ms on 1 thread, 1.7 s on 2 beside 2 workers).
@@ -351,99 +600,20 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
     threads = max(1, int(search_cfg.cpus_per_worker))
     workers = [remote.remote(env_cfg, data_cfg, optim_cfg, threads, search_cfg.gpus_per_worker > 0)
                for _ in range(search_cfg.workers)]
-    slots = [Slot() for _ in workers]
-    failures = [0] * len(workers)
-    logger = SearchLogger(run_dir, config)
-    bar = ProgressLine(search_cfg.episodes, "search", enabled=search_cfg.progress)
-    fdu_total = train_total = 0.0
-    seed = search_cfg.seed
-
-    def lose_episode(index: int, status: str, error: Exception) -> None:
-        """The worker's episode is gone: drop its transitions and queue it to be redone.
-        A restarting worker is not a new failure; it was counted when it died."""
-        if status == "failed":
-            failures[index] += 1
-            state.worker_failures += 1
-            if failures[index] > search_cfg.max_worker_restarts:
-                raise LawError(f"worker {index} failed {failures[index]} times (last: {error}); "
-                               f"the search is checkpointed: fix the cause, then --resume {run_dir}")
-        episode = slots[index].episode
-        if learner.drop_episode(episode) or slots[index].obs is not None:
-            state.episodes_redone += 1
-        state.redo.insert(0, episode)
-        slots[index] = Slot()
-
+    logger = SearchLogger(run_dir, run.config)
+    bar = ProgressLine(search_cfg.episodes, f"search ({search_cfg.agent})", enabled=search_cfg.progress)
     try:
-        while len(state.finished) < search_cfg.episodes:
-            started = time.perf_counter()
-            # 1. Idle workers start an episode (fresh networks + unweighted warm-up).
-            starting = {}
-            for i, slot in enumerate(slots):
-                if slot.episode is None and (episode := state.take_episode()) is not None:
-                    slot.episode = episode
-                    starting[i] = workers[i].reset.remote(episode, episode_seed(seed, episode))
-            for i, (status, result) in _gather(starting).items():
-                if status == "ok":
-                    slots[i].obs = result
-                else:
-                    lose_episode(i, status, result)
-            # 2. Every busy worker trains one stage with the current actor's action.
-            stepping = {}
-            for i, slot in enumerate(slots):
-                if slot.obs is not None:
-                    stage = int(slot.obs[0])
-                    action = agent.act(slot.obs, explore=True, rng=noise_rng(seed, slot.episode, stage))
-                    stepping[i] = workers[i].step.remote(slot.episode, action)
-            for i, (status, result) in _gather(stepping).items():
-                if status != "ok":
-                    lose_episode(i, status, result)
-                    continue
-                transition, info = result
-                slot = slots[i]
-                learner.add(slot.episode, transition)
-                slot.rewards.append(transition[2])
-                slot.obs = transition[3]
-                logger.stage(i, len(learner.buffer), transition[2], info)
-                if transition[4]:
-                    summary = {"episode": slot.episode, "worker": i, "return": float(sum(slot.rewards)),
-                               "rewards": slot.rewards, "acc_target": info["acc_target"],
-                               "acc_reference": info["acc_reference"]}
-                    state.finished.append(summary)
-                    logger.episode(summary)
-                    agent.end_episode()
-                    slots[i] = Slot()
-            train_seconds = time.perf_counter() - started
-            # 3. One full-data update from all workers' transitions.
-            fdu_started = time.perf_counter()
-            agent_stats = agent.update(learner.buffer) if len(learner.buffer) >= search_cfg.min_buffer else {}
-            fdu_seconds = time.perf_counter() - fdu_started
-            fdu_total += fdu_seconds
-            train_total += train_seconds
-            state.rounds += 1
-            state.in_flight = [s.episode for s in slots if s.episode is not None]
-            learner.checkpoint(run_dir / CHECKPOINT, config)
-            logger.round(state.rounds, agent_stats, agent.noise_scale, train_seconds, fdu_seconds)
-            last = state.finished[-1] if state.finished else None
-            bar.update(len(state.finished), f"round {state.rounds}" + (
-                f" last return {last['return']:+.3f}" if last else ""))
+        run.run(workers, logger, bar)
     finally:
         logger.close()
         for worker in workers:
             ray.kill(worker)
 
-    atomic_save(policy_file(agent, env_cfg, config), run_dir / POLICY)
-    table = summary_table(state.finished)
-    atomic_write_text(table + "\n", run_dir / "summary.md")
-    results = {"kind": "search", "config": config, "seed": seed, "environment": environment_info(),
-               "episodes": sorted(state.finished, key=lambda s: s["episode"]),
-               "rounds": state.rounds, "worker_failures": state.worker_failures,
-               "episodes_redone": state.episodes_redone,
-               "transitions": len(learner.buffer),
-               "fdu_fraction_of_training": fdu_total / max(train_total, 1e-9),
-               "policy": str(run_dir / POLICY)}
+    atomic_save(policy_file(run.evaluations[-1], env_cfg, run.config, search_cfg.episodes), run_dir / LAST_POLICY)
+    results = run.results()
+    atomic_write_text(summary_markdown(results), run_dir / "summary.md")
     atomic_write_json(results, run_dir / "results.json")
     results["run_dir"] = str(run_dir)
-    results["table"] = table
     return results
 
 
@@ -451,8 +621,5 @@ def preflight(env_cfg: EnvConfig, data_cfg: DataConfig) -> None:
     """Fail in the driver, with the data layer's own message, before any worker starts:
     a wrong --data-root or an impossible split would otherwise surface as restarts of
     workers that cannot build their env. Loading once also fills the decode cache."""
-    from law.data import load_data
-    from law.models import build_model
-
     bundle = load_data(data_cfg, seed=env_cfg.data_seed, device="cpu")
     build_model(env_cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size)

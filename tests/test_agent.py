@@ -50,7 +50,8 @@ def params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         ("fdu_epochs", 0),
         ("fdu_batch_size", 0),
         ("grad_clip", -1.0),
-        ("n_critics", 3),
+        ("n_critics", 0),
+        ("target_min_critics", 3),
         ("policy_delay", 0),
     ],
 )
@@ -109,7 +110,8 @@ def test_explored_actions_are_clipped_to_the_box():
 def test_noise_decays_per_episode_down_to_its_floor():
     agent = DDPG(2, -1.0, 1.0, DDPGConfig(noise_std=0.4, noise_decay=0.5, noise_min=0.06), action_dim=5)
     assert agent.noise_scale == pytest.approx(0.4)
-    agent.end_episode(2)
+    agent.end_episode()
+    agent.end_episode()
     assert agent.noise_scale == pytest.approx(0.1)
     agent.end_episode()
     assert agent.noise_scale == pytest.approx(0.06)
@@ -221,7 +223,8 @@ def test_agent_checkpoint_round_trip_resumes_exactly(tmp_path):
     buffer = random_buffer()
     agent = DDPG(2, LOW, HIGH, DDPGConfig(hidden=32, seed=3))
     agent.update(buffer)
-    agent.end_episode(5)
+    for _ in range(5):
+        agent.end_episode()
     path = tmp_path / "agent.pt"
     agent.save(path)
     assert sorted(os.listdir(tmp_path)) == ["agent.pt"]  # no temp file left behind

@@ -130,6 +130,27 @@ def test_env_without_reference_trains_and_pays_nothing():
     assert reference is None and 0.0 <= target["accuracy"] <= 1.0
 
 
+def test_a_cached_twin_gives_bit_identical_rewards_without_training_the_reference():
+    env = tiny_env(reward="change")
+    actions = np.random.default_rng(3).uniform(-1, 1, (3, 5)).astype(np.float32)
+
+    def episode(options=None):
+        env.reset(seed=7, options=options)
+        steps = [env.step(action) for action in actions]
+        return [(obs.tolist(), reward, info["acc_reference"], info["loss_reference"], info["loss_gap"])
+                for obs, reward, _, _, info in steps], steps[-1][4]
+
+    paired, last = episode()
+    twin = last["twin"]
+    assert len(twin["val_accuracy"]) == len(twin["train_loss"]) == 3
+    cached, last_cached = episode({"twin": twin})
+    assert cached == paired, "every reward, observation and reference figure, bit for bit"
+    assert env.trainer.reference is None, "the reference was not trained"
+    assert "twin" not in last_cached
+    with pytest.raises(LawError, match="twin record"):
+        env.reset(seed=7, options={"twin": {"val_accuracy": [0.1], "train_loss": [1.0]}})
+
+
 def test_searching_fewer_features_shrinks_the_action_and_zeroes_the_rest():
     env = tiny_env(features=("label", "loss"), action_scale=2.0)
     assert env.action_space.shape == (3,)

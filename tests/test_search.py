@@ -1,5 +1,6 @@
-"""The distributed search on a real local Ray: completes, survives a dead worker,
-resumes after the driver is killed, and writes a policy `law apply` accepts."""
+"""The distributed search on a real local Ray: completes, evaluates and keeps the best
+greedy policy, reproduces itself, replays a dead worker's episode and a killed
+driver's search exactly, and writes a policy `law apply` accepts."""
 import json
 import os
 import signal
@@ -9,16 +10,18 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from agents import DDPGConfig, load_actor
+from agents import DDPGConfig, SchedulePolicy
 from envs import EnvConfig
-from law.apply import ApplyConfig, apply_policy, load_policy, policy_env_config
+from law.apply import ApplyConfig, apply_policy, greedy_policy, load_policy, policy_env_config, policy_task
 from law.data import DataConfig
 from law.errors import ConfigError, DataError, LawError
 from law.features import FEATURE_NAMES
-from law.search import CHECKPOINT, POLICY, SearchConfig, search
+from law.search import (CHECKPOINT, LAST_POLICY, POLICY, SearchConfig, evaluation_seeds, noise_rng, search,
+                        training_seed)
 from law.trainer import OptimConfig
 
 ray = pytest.importorskip("ray")
@@ -29,9 +32,10 @@ TINY_ENV = dict(model="mlp", num_stages=4, warmup_stages=1, steps_per_stage=3, l
 SEARCHED_STAGES = TINY_ENV["num_stages"] - TINY_ENV["warmup_stages"]
 
 
-def tiny_configs(tmp_path, num_stages=TINY_ENV["num_stages"], features=FEATURE_NAMES, **search_overrides):
-    fields = dict(episodes=4, workers=2, output_dir=str(tmp_path), run_name="search", progress=False,
-                  min_buffer=2)
+def tiny_configs(tmp_path, num_stages=TINY_ENV["num_stages"], features=FEATURE_NAMES, run_name="search",
+                 **search_overrides):
+    fields = dict(episodes=4, workers=2, seed_pool=2, eval_every=2, eval_seeds=2, output_dir=str(tmp_path),
+                  run_name=run_name, progress=False, min_buffer=2)
     search_cfg = SearchConfig(**{**fields, **search_overrides})
     env_cfg = EnvConfig(**{**TINY_ENV, "num_stages": num_stages, "features": features})
     return (search_cfg, env_cfg, DataConfig(**TINY_DATA), OptimConfig(lr=0.05),
@@ -52,21 +56,70 @@ def assert_complete(results, episodes, searched_stages=SEARCHED_STAGES):
     assert all(len(e["rewards"]) == searched_stages for e in results["episodes"])
 
 
-def test_search_completes_and_writes_a_loadable_policy(local_ray, tmp_path):
+def fingerprint(results) -> tuple:
+    """Everything that must match between two runs that should be the same run."""
+    run = Path(results["run_dir"])
+    policy = torch.load(run / POLICY, weights_only=True)["policy"]
+    weights = [t.numpy().tobytes() for t in policy["actor"]["weights"].values()] if "actor" in policy else []
+    return ([(e["episode"], e["rewards"]) for e in results["episodes"]],
+            [(r["after_episodes"], r["gaps"]) for r in results["evaluations"]], weights)
+
+
+def test_search_completes_evaluates_and_keeps_the_best_greedy_policy(local_ray, tmp_path):
     results = search(*tiny_configs(tmp_path, seed=3))
     assert_complete(results, 4)
-    assert results["worker_failures"] == 0
+    assert results["worker_failures"] == 0 and results["replayed_stages"] == 0
+    # Common random numbers: 4 episodes over a pool of 2 seeds, 2 evaluation seeds.
+    assert {e["seed"] for e in results["episodes"]} == {training_seed(SearchConfig(seed=3, seed_pool=2), n)
+                                                        for n in range(2)}
+    assert results["cached_twins"] == 4
+    assert not set(results["evaluation_seeds"]) & {e["seed"] for e in results["episodes"]}
+    evaluations = results["evaluations"]
+    assert [r["after_episodes"] for r in evaluations] == [2, 4]
+    assert all(len(r["gaps"]) == 2 and r["score"] == pytest.approx(np.mean(r["gaps"])) for r in evaluations)
+    best = max(evaluations, key=lambda r: r["score"])
+    assert results["best"] == {"after_episodes": best["after_episodes"], "val_gap": best["score"]}
+
     run = Path(results["run_dir"])
     policy = torch.load(run / POLICY, weights_only=True)  # plain tensors and primitives only
-    assert policy["env"]["num_stages"] == 4
-    actor = load_actor(policy["actor"])
-    action = actor(torch.tensor([[1.0, 2.0, 0.5]]))
-    assert action.shape == (1, 5) and action.abs().max() <= 1
+    assert policy["selection"]["after_episodes"] == best["after_episodes"]
+    assert policy["selection"]["val_gap"] == best["score"]
+    assert torch.load(run / LAST_POLICY, weights_only=True)["selection"]["after_episodes"] == 4
+    action = greedy_policy(load_policy(run / POLICY))(np.array([1.0, 2.0, 0.5], np.float32))
+    assert action.shape == (5,) and np.abs(action).max() <= 1
     saved = json.loads((run / "results.json").read_text())
     assert saved["config"]["SearchConfig"]["seed"] == 3 and saved["environment"]["torch"]
     assert saved["config"]["DDPGConfig"]["seed"] == 3, "one --seed seeds the agent too"
-    assert (run / "summary.md").read_text().count("\n") == 4 + 2
+    summary = (run / "summary.md").read_text()
+    assert summary.startswith(f"**policy vs unweighted twin: {100 * best['score']:+.1f} validation points**")
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(run))
+
+
+def test_a_seeded_search_is_reproducible(local_ray, tmp_path):
+    first = search(*tiny_configs(tmp_path, run_name="a", seed=5))
+    second = search(*tiny_configs(tmp_path, run_name="b", seed=5))
+    other = search(*tiny_configs(tmp_path, run_name="c", seed=6))
+    assert fingerprint(first) == fingerprint(second)
+    assert fingerprint(first)[0] != fingerprint(other)[0]
+
+
+def test_random_search_keeps_its_best_schedule_and_apply_runs_it(local_ray, tmp_path):
+    results = search(*tiny_configs(tmp_path, agent="random", episodes=5, eval_every=5, eval_seeds=1))
+    assert_complete(results, 5)
+    policy = load_policy(results["policy"])
+    assert policy["policy"]["kind"] == "schedule"
+    best_episode = max(results["episodes"], key=lambda e: e["gap"])
+    schedule = greedy_policy(policy)
+    assert isinstance(schedule, SchedulePolicy) and schedule.actions.shape == (4, 5)
+    assert not schedule.actions[0].any(), "warm-up stages are not acted on"
+    # The kept schedule is the one the best training episode drew (the same seeded uniform draws).
+    drawn = [noise_rng(0, best_episode["episode"], stage).uniform(-1, 1, 5) for stage in range(1, 4)]
+    np.testing.assert_allclose(schedule.actions[1:], np.asarray(drawn, np.float32))
+    env_cfg = policy_env_config(policy, {})
+    applied = apply_policy(ApplyConfig(policy=results["policy"], output_dir=str(tmp_path), run_name="apply",
+                                       progress=False), env_cfg, DataConfig(**TINY_DATA), OptimConfig(lr=0.05),
+                           policy)
+    np.testing.assert_array_equal([s["action"] for s in applied["stages"]], schedule.actions[1:])
 
 
 def _worker_pids():
@@ -81,25 +134,31 @@ def _worker_pids():
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray worker processes through /proc")
-def test_a_killed_worker_is_restarted_and_its_episode_redone(local_ray, tmp_path):
-    # Long episodes, so the kill lands mid-episode: a worker killed between episodes
-    # loses nothing (Ray restarts it and the next reset just works).
-    configs = tiny_configs(tmp_path, num_stages=12)
+def test_a_killed_worker_replays_its_episode_and_the_search_ends_as_if_nothing_happened(local_ray, tmp_path):
+    # Long episodes, so the kill lands mid-episode.
+    uninterrupted = search(*tiny_configs(tmp_path, num_stages=12, run_name="clean"))
+    configs = tiny_configs(tmp_path, num_stages=12, run_name="killed")
     before = set(_worker_pids())  # workers of earlier searches may still be exiting
     outcome = {}
     thread = threading.Thread(target=lambda: outcome.update(results=search(*configs)))
     thread.start()
-    checkpoint = tmp_path / "search" / CHECKPOINT
+    checkpoint = tmp_path / "killed" / CHECKPOINT
     deadline = time.time() + 120
-    while not checkpoint.exists() and time.time() < deadline:  # mid-search: after the first round
+    while time.time() < deadline:  # mid-episode: after a few rounds
+        try:
+            if torch.load(checkpoint, weights_only=True)["search"]["rounds"] >= 3:
+                break
+        except Exception:  # not written yet, or mid-rename on a slow disk
+            pass
         time.sleep(0.05)
     ours = sorted(set(_worker_pids()) - before)
     assert ours, "the search's workers are running"
     os.kill(ours[0], signal.SIGKILL)
     thread.join(timeout=300)
     results = outcome["results"]
-    assert results["episodes_redone"] >= 1
+    assert results["worker_failures"] >= 1 and results["replayed_stages"] >= 1
     assert_complete(results, 4, searched_stages=11)
+    assert fingerprint(results) == fingerprint(uninterrupted)
 
 
 def _law(*args, **kwargs):
@@ -110,36 +169,53 @@ def _law(*args, **kwargs):
 TINY_FLAGS = ["--model", "mlp", "--num-stages", "4", "--warmup-stages", "1", "--steps-per-stage", "3",
               "--lr-drop-stages", "3", "--synthetic-train-size", "256", "--synthetic-test-size", "64",
               "--val-size", "64", "--batch-size", "32", "--eval-batch-size", "64", "--fdu-batch-size", "8",
-              "--min-buffer", "2", "--no-progress"]
+              "--min-buffer", "2", "--eval-every", "2", "--no-progress"]
 
 
-def test_a_killed_driver_resumes_without_losing_or_repeating_episodes(tmp_path):
-    episodes = 6
-    driver = _law("search", "--output-dir", str(tmp_path), "--run-name", "run", "--episodes",
-                  str(episodes), *TINY_FLAGS)
+def test_a_killed_driver_resumes_and_replays_exactly_what_an_uninterrupted_search_does(tmp_path):
+    episodes = "6"
+    clean = _law("search", "--output-dir", str(tmp_path), "--run-name", "clean", "--episodes", episodes,
+                 *TINY_FLAGS)
+    output, _ = clean.communicate(timeout=300)
+    assert clean.returncode == 0, output
+
+    driver = _law("search", "--output-dir", str(tmp_path), "--run-name", "run", "--episodes", episodes,
+                  *TINY_FLAGS)
     checkpoint = tmp_path / "run" / CHECKPOINT
     deadline = time.time() + 180
-    rounds = 0
+    state = {}
     while time.time() < deadline and driver.poll() is None:
-        if checkpoint.exists():
-            try:
-                state = torch.load(checkpoint, weights_only=True)["search"]
-            except Exception:  # the rename is atomic, but the first torch.load may race a slow disk
-                continue
-            rounds = state["rounds"]
-            if len(state["finished"]) >= 1 and state["in_flight"]:
-                break
+        try:
+            state = torch.load(checkpoint, weights_only=True)["search"]
+        except Exception:  # not written yet, or the first load raced a slow disk
+            state = {}
+        if len(state.get("finished", ())) >= 1 and any(slot and slot["actions"] for slot in state["slots"]):
+            break
         time.sleep(0.05)
     assert driver.poll() is None, "the driver was still running when killed"
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
     driver.wait()
-    assert rounds >= 1
+    assert any(slot and slot["actions"] for slot in state["slots"]), "killed mid-episode"
 
     resumed = _law("search", "--resume", str(tmp_path / "run"))
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert_complete(results, episodes)
+    reference = json.loads((tmp_path / "clean" / "results.json").read_text())
+    assert_complete(results, int(episodes))
+    assert results["replayed_stages"] >= 1
+    for saved in (results, reference):
+        saved["run_dir"] = str(tmp_path / ("run" if saved is results else "clean"))
+    assert fingerprint(results) == fingerprint(reference), "bit for bit the uninterrupted search"
+
+
+def test_an_error_inside_the_environment_is_reported_once_with_its_own_message(local_ray, tmp_path):
+    configs = list(tiny_configs(tmp_path))
+    configs[3] = OptimConfig(lr=1e6)
+    started = time.perf_counter()
+    with pytest.raises(LawError, match="NaN or infinite"):
+        search(*configs)
+    assert time.perf_counter() - started < 60, "no retries of a deterministic failure"
 
 
 def test_a_wrong_data_root_fails_before_any_worker_or_folder_is_made(tmp_path):
@@ -151,16 +227,21 @@ def test_a_wrong_data_root_fails_before_any_worker_or_folder_is_made(tmp_path):
 
 
 def test_search_config_errors_name_the_field(tmp_path):
-    with pytest.raises(ConfigError, match="workers"):
-        SearchConfig(workers=0).validate()
+    for field, value in (("workers", 0), ("agent", "ppo"), ("seed_pool", -1), ("eval_every", 0),
+                         ("eval_seeds", 0)):
+        with pytest.raises(ConfigError, match=field):
+            SearchConfig(**{field: value}).validate()
     with pytest.raises(ConfigError, match="resume.*no checkpoint.pt"):
         SearchConfig(resume=str(tmp_path)).validate()
+    cfg = SearchConfig(seed=1, seed_pool=3, eval_seeds=4)
+    assert len({training_seed(cfg, n) for n in range(12)}) == 3
+    assert not set(evaluation_seeds(cfg)) & {training_seed(cfg, n) for n in range(3)}
 
 
 def test_a_policy_searched_on_fewer_features_acts_on_those_only(local_ray, tmp_path):
     policy_path = search(*tiny_configs(tmp_path, episodes=2, features=("loss",)))["policy"]
     policy = load_policy(policy_path)
-    assert load_actor(policy["actor"])(torch.tensor([[1.0, 2.0, 0.5]])).shape == (1, 2)
+    assert greedy_policy(policy)(np.array([1.0, 2.0, 0.5], np.float32)).shape == (2,)
     env_cfg = policy_env_config(policy, {})
     assert env_cfg.features == ("loss",)
     applied = apply_policy(ApplyConfig(policy=policy_path, output_dir=str(tmp_path), run_name="apply",
@@ -172,21 +253,21 @@ def test_a_policy_searched_on_fewer_features_acts_on_those_only(local_ray, tmp_p
         assert stage["theta"][0] == pytest.approx(env_cfg.action_scale * stage["action"][0])
 
 
-def test_apply_runs_greedily_and_refuses_foreign_policies(local_ray, tmp_path):
+def test_apply_runs_greedily_on_the_searched_task_and_refuses_foreign_policies(local_ray, tmp_path):
     results = search(*tiny_configs(tmp_path, episodes=2))
     policy_path = results["policy"]
     policy = load_policy(policy_path)
+    data_cfg, optim_cfg = policy_task(policy)
+    assert data_cfg == DataConfig(**TINY_DATA) and optim_cfg == OptimConfig(lr=0.05)
     env_cfg = policy_env_config(policy, {})
     applied = apply_policy(ApplyConfig(policy=policy_path, output_dir=str(tmp_path), run_name="apply",
-                                       progress=False),
-                           env_cfg, DataConfig(**TINY_DATA), OptimConfig(lr=0.05), policy)
+                                       progress=False), env_cfg, data_cfg, optim_cfg, policy)
     assert len(applied["stages"]) == SEARCHED_STAGES
     assert 0 <= applied["test"]["target"]["accuracy"] <= 1
     assert applied["test"]["reference"] is not None
     # Greedy: the same seed gives the same actions.
     again = apply_policy(ApplyConfig(policy=policy_path, output_dir=str(tmp_path), run_name="apply2",
-                                     progress=False),
-                         env_cfg, DataConfig(**TINY_DATA), OptimConfig(lr=0.05), policy)
+                                     progress=False), env_cfg, data_cfg, optim_cfg, policy)
     assert [s["action"] for s in again["stages"]] == [s["action"] for s in applied["stages"]]
 
     with pytest.raises(ConfigError, match="num_stages.*searched with 4 stages"):
@@ -201,3 +282,16 @@ def test_apply_runs_greedily_and_refuses_foreign_policies(local_ray, tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "not_a_policy.pt")
     with pytest.raises(LawError, match="not a LAW policy file"):
         load_policy(tmp_path / "not_a_policy.pt")
+
+
+def test_law_apply_without_flags_trains_on_the_task_recorded_in_the_policy(local_ray, tmp_path):
+    policy_path = search(*tiny_configs(tmp_path, episodes=2))["policy"]
+    done = subprocess.run([sys.executable, "-m", "law.cli", "apply", "--policy", policy_path, "--seed", "9",
+                           "--output-dir", str(tmp_path), "--run-name", "applied", "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "the task the policy was searched on (synthetic, noise symmetric 0.4" in done.stderr
+    assert "policy vs unweighted twin" in done.stdout
+    saved = json.loads((tmp_path / "applied" / "results.json").read_text())
+    assert saved["config"]["DataConfig"]["synthetic_train_size"] == TINY_DATA["synthetic_train_size"]
+    assert saved["config"]["OptimConfig"]["lr"] == 0.05 and saved["seed"] == 9

@@ -1,0 +1,78 @@
+"""Greedy policies: what a search returns and what ``law apply`` runs, stage by stage.
+
+Two kinds behind one interface (``policy(obs) -> action`` in the unit box,
+``state_dict()`` as plain lists and tensors, so files load with
+``weights_only=True``):
+
+* :class:`ActorPolicy` — DDPG's actor (stage embedding + MLP): a function of
+  the observation, so it reacts to how training is going;
+* :class:`SchedulePolicy` — one fixed action per stage: random search's best
+  draw, or a hand-set schedule ("unweighted until stage 3, then ...").
+"""
+from __future__ import annotations
+
+from typing import Protocol, Union
+
+import numpy as np
+import torch
+
+from law.errors import LawError
+
+from .ddpg import load_actor
+
+
+class Policy(Protocol):
+    kind: str
+    num_stages: int
+    action_dim: int
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray: ...
+
+    def state_dict(self) -> dict: ...
+
+
+class ActorPolicy:
+    """The deterministic actor ``mu(s_T)``, rebuilt from :meth:`agents.DDPG.actor_state`."""
+
+    kind = "actor"
+
+    def __init__(self, actor_state: dict):
+        self.actor_state = actor_state
+        self.actor = load_actor(actor_state)
+        self.num_stages = int(actor_state["num_stages"])
+        self.action_dim = len(actor_state["action_low"])
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.actor(torch.as_tensor(np.asarray(obs, np.float32))[None])[0].numpy()
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "actor": self.actor_state}
+
+
+class SchedulePolicy:
+    """One action per stage, whatever the observation (rows of warm-up stages are unused)."""
+
+    kind = "schedule"
+
+    def __init__(self, actions: Union[np.ndarray, list]):
+        self.actions = np.asarray(actions, dtype=np.float32)
+        if self.actions.ndim != 2 or not np.all(np.isfinite(self.actions)) or np.abs(self.actions).max() > 1:
+            raise LawError(f"a schedule is one action in [-1, 1] per stage (a 2-D table), got {actions}")
+        self.num_stages, self.action_dim = self.actions.shape
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.actions[int(round(float(obs[0])))].copy()
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "actions": self.actions.tolist()}
+
+
+def policy_from_state(state: dict) -> Policy:
+    """Rebuild a policy from its ``state_dict()``."""
+    kind = state.get("kind")
+    if kind == ActorPolicy.kind:
+        return ActorPolicy(state["actor"])
+    if kind == SchedulePolicy.kind:
+        return SchedulePolicy(state["actions"])
+    raise LawError(f"unknown policy kind {kind!r}; known: {ActorPolicy.kind}, {SchedulePolicy.kind}")
