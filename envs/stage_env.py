@@ -30,6 +30,10 @@ and trains the target alone: the rewards are bit-identical on CPU, at about
 half the cost. A search that reuses episode seeds (common random numbers)
 pays for each twin once.
 
+The unweighted warm-up depends on the seed alone as well: with
+``warm_up_cache=N`` the env keeps the states the warm-ups of its last ``N``
+seeds ended in and restores them instead of training again.
+
 Spaces (the contract with the agent, which knows nothing of networks):
 
 - observation ``Box((3,), float32)``: ``[stage_index, smoothed_train_loss,
@@ -169,6 +173,11 @@ class EnvConfig:
                            lr_drop_stages=(3,)), **overrides)
 
 
+def plain_info(info: dict) -> dict:
+    """An info dict without tensors or arrays (lists instead), so it pickles small and saves as JSON."""
+    return {k: (v.tolist() if isinstance(v, (np.ndarray, torch.Tensor)) else v) for k, v in info.items()}
+
+
 def _finite_or_none(value: float) -> Optional[float]:
     # NaN (a class or noise group absent from the stage) becomes None: NaN != NaN
     # would make identical infos compare unequal.
@@ -182,7 +191,7 @@ class StageWeightingEnv(gym.Env):
 
     def __init__(self, env_cfg: Optional[EnvConfig] = None, data_cfg: Optional[DataConfig] = None,
                  optim_cfg: Optional[OptimConfig] = None, device: torch.device | str = "cpu",
-                 train_reference: bool = True):
+                 train_reference: bool = True, warm_up_cache: int = 0):
         self.cfg = env_cfg or EnvConfig()
         self.data_cfg = data_cfg or DataConfig()
         self.optim_cfg = optim_cfg or OptimConfig()
@@ -208,6 +217,10 @@ class StageWeightingEnv(gym.Env):
         self.stage = 0
         self._loss_smooth = self._acc_smooth = float("nan")
         self._gap = 0.0
+        # The warm-up is unweighted, so it too depends on the episode seed alone: the states it
+        # ends in are kept for the last `warm_up_cache` seeds (a search reusing its seeds).
+        self.warm_up_cache = warm_up_cache
+        self._warm_ups: dict[int, dict] = {}
         self._twin: Optional[dict] = None  # the cached reference of this episode, if given
         self._twin_log: Optional[dict] = None  # the reference being recorded, if trained
 
@@ -249,8 +262,24 @@ class StageWeightingEnv(gym.Env):
             self.bundle, self.cfg.model, self.optim_cfg, episode_seed, self.device, self.total_epochs,
             amp_dtype=torch.bfloat16 if self.cfg.amp and self.device.type == "cuda" else None,
             keep_weights=self.cfg.keep_weights, train_reference=train_reference)
-        self._loss_smooth = self._acc_smooth = float("nan")
         self._gap = 0.0  # the pair is identical until the agent acts
+        cached = self._warm_ups.get(episode_seed)
+        if cached is not None:
+            self.trainer.restore_warm_up(cached["trainer"])
+            self._loss_smooth, self._acc_smooth = cached["smoothed"]
+            info = dict(cached["info"])
+        else:
+            info = self._warm_up()
+            if self.warm_up_cache and self.cfg.warmup_stages:
+                self._warm_ups[episode_seed] = {"trainer": self.trainer.warm_up_state(), "info": info,
+                                                "smoothed": (self._loss_smooth, self._acc_smooth)}
+                while len(self._warm_ups) > self.warm_up_cache:
+                    self._warm_ups.pop(next(iter(self._warm_ups)))  # the oldest
+        self.stage = self.cfg.warmup_stages
+        return self._observation(), info
+
+    def _warm_up(self) -> dict[str, Any]:
+        self._loss_smooth = self._acc_smooth = float("nan")
         info: dict[str, Any] = {}
         for stage in range(self.cfg.warmup_stages):
             self.trainer.set_lr(self.stage_lr(stage))
@@ -261,8 +290,7 @@ class StageWeightingEnv(gym.Env):
             self._observe(summary["target_loss"], accuracy)
             info = {"stage": stage, "epoch": self.trainer.epoch, "lr": self.trainer.lr,
                     "acc_target": accuracy, "loss_target": summary["target_loss"]}
-        self.stage = self.cfg.warmup_stages
-        return self._observation(), info
+        return info
 
     def step(self, action):
         if self.trainer is None:

@@ -16,15 +16,14 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from agents.policies import Policy, policy_from_state
-from envs import EnvConfig, StageWeightingEnv
+from agents.policies import Policy
+from envs import EnvConfig, StageWeightingEnv, plain_info
 from law.config import to_dict, validate_all
 from law.data import DataConfig
-from law.errors import ConfigError, LawError
-from law.features import check_feature_spec
+from law.errors import ConfigError
 from law.io import atomic_write_json, environment_info, new_run_dir, run_stamp
+from law.policy_file import greedy_policy
 from law.progress import ProgressLine
-from law.search import plain_info
 from law.train import resolve_device, seed_everything
 from law.trainer import OptimConfig
 
@@ -56,58 +55,6 @@ class ApplyConfig:
         if not Path(self.policy).is_file():
             raise ConfigError("policy", f"no policy file at '{self.policy}'")
         resolve_device(self.device)
-
-
-def load_policy(path: str | Path) -> dict:
-    """Read and check a policy file; its greedy policy's state is under ``"policy"``.
-
-    Files of the first format (an actor under ``"actor"``) are read too.
-    """
-    try:
-        policy = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: say what it is not
-        raise LawError(f"'{path}' is not a readable LAW policy file ({error})") from error
-    if not isinstance(policy, dict) or policy.get("format") != "law-policy":
-        raise LawError(f"'{path}' is not a LAW policy file (written by `law search`)")
-    check_feature_spec(policy["feature_spec"])
-    if "policy" not in policy:
-        policy["policy"] = {"kind": "actor", "actor": policy["actor"]}
-    return policy
-
-
-def greedy_policy(policy: dict) -> Policy:
-    """The callable policy of a loaded policy file."""
-    return policy_from_state(policy["policy"])
-
-
-def policy_env_config(policy: dict, overrides: dict) -> EnvConfig:
-    """The searched stage schedule, with the user's overrides; the stage count is fixed."""
-    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in policy["env"].items()}
-    fields.update(overrides)
-    env_cfg = EnvConfig(**fields)
-    searched = greedy_policy(policy).num_stages
-    if env_cfg.num_stages != searched:
-        raise ConfigError("num_stages", f"the policy was searched with {searched} stages and can "
-                                        f"only act on {searched}; lengthen training with "
-                                        "--epochs-per-stage instead")
-    searched_features = tuple(policy["env"].get("features", env_cfg.features))
-    if env_cfg.features != searched_features:
-        raise ConfigError("features", f"the policy weights by {' '.join(searched_features)} (its actions "
-                                      "have one theta per searched feature); leave --features out")
-    return env_cfg
-
-
-def policy_task(policy: dict) -> tuple[DataConfig, OptimConfig]:
-    """The data and optimiser the policy was searched with (``law apply``'s defaults)."""
-    config = policy.get("config", {})
-
-    def build(cls):
-        fields = config.get(cls.__name__)
-        if fields is None:
-            return cls()
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-
-    return build(DataConfig), build(OptimConfig)
 
 
 def rollout(env: StageWeightingEnv, policy: Policy, seed: int,

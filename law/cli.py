@@ -117,7 +117,8 @@ def _run_apply(args: argparse.Namespace) -> int:
     import dataclasses
 
     from envs import EnvConfig
-    from law.apply import ApplyConfig, apply_policy, load_policy, policy_env_config, policy_task
+    from law.apply import ApplyConfig, apply_policy
+    from law.policy_file import load_policy, policy_env_config, policy_task
     from law.data import DataConfig
     from law.trainer import OptimConfig
 

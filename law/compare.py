@@ -274,7 +274,7 @@ def cluster_has_gpus(cfg: CompareConfig) -> bool:
 
 def check_policy(exp: Experiment, path: str) -> None:
     """Refuse, before any training, a policy that cannot act on the suite's stages."""
-    from law.apply import greedy_policy, load_policy
+    from law.policy_file import greedy_policy, load_policy
 
     searched = greedy_policy(load_policy(path)).num_stages
     if searched != exp.schedule.num_stages:
@@ -357,7 +357,8 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
     """LAW on seed ``seed``: the policy acts greedily once per stage; test metrics at each
     stage end (for reporting only: nothing is chosen by them)."""
     from envs import StageWeightingEnv
-    from law.apply import greedy_policy, load_policy, policy_env_config, rollout
+    from law.apply import rollout
+    from law.policy_file import greedy_policy, load_policy, policy_env_config
     from law.progress import ProgressLine
     from law.train import resolve_device, seed_everything, summarise
 
@@ -446,7 +447,7 @@ def train_baseline(exp: Experiment, method: str, seed: int, run_dir: Path, progr
 
 
 def train_distributed(exp: Experiment, method: str, seed: int, run_dir: Path, policy_path: str) -> dict:
-    from law.apply import load_policy
+    from law.policy_file import load_policy
     from law.distributed import DistributedConfig, StageJob, train_data_parallel
 
     use_gpu = cluster_has_gpus(exp.cfg)

@@ -42,7 +42,7 @@ from typing import Optional
 
 import torch
 
-from law.apply import greedy_policy, policy_env_config
+from law.policy_file import greedy_policy, policy_env_config
 from law.data import DataConfig
 from law.errors import ConfigError, LawError
 from law.io import atomic_write_json, environment_info

@@ -141,6 +141,26 @@ class PairedTrainer:
         # optimisers must not share momentum buffers.
         self.reference_optimizer.load_state_dict(copy.deepcopy(self.target_optimizer.state_dict()))
 
+    def warm_up_state(self) -> dict:
+        """What the warm-up produced (the target, its optimiser, the stream position), to
+        :meth:`restore_warm_up` a later trainer of the same seed instead of training again."""
+        if self.paired_steps:
+            raise LawError("warm_up_state() is the state right after the warm-up, before any paired step")
+        return {"target": {k: v.clone() for k, v in self.target.state_dict().items()},
+                "optimizer": copy.deepcopy(self.target_optimizer.state_dict()), "step": self.step}
+
+    def restore_warm_up(self, state: dict) -> None:
+        """Be exactly where :meth:`warm_up` of the same seed left its trainer (bit for bit)."""
+        if self.step or self.paired_steps:
+            raise LawError("restore_warm_up() needs a fresh trainer")
+        self.target.load_state_dict(state["target"])
+        self.target_optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.step = state["step"]
+        self.stream = self.bundle.train_stream(self.stream.seed, start_step=self.step)
+        if self.reference is not None:
+            self.reference.load_state_dict(self.target.state_dict())
+            self.reference_optimizer.load_state_dict(copy.deepcopy(self.target_optimizer.state_dict()))
+
     def reset_stats(self) -> None:
         self.stats.reset()
         self.reference_loss_sum.zero_()

@@ -18,7 +18,8 @@ shipping weights or duplicating the exploration noise on every worker.
 Common random numbers: training episodes cycle through ``seed_pool`` episode
 seeds. The unweighted twin of an episode depends only on its seed, so each
 seed's twin is trained once, cached (``StageWeightingEnv``'s twin record) and
-replayed afterwards: later episodes train the target alone.
+replayed afterwards: later episodes train the target alone. Each worker also
+keeps the end of the unweighted warm-up of every recurring seed.
 
 Greedy evaluation: every ``eval_every`` training episodes the agent's greedy
 policy (no exploration) is run on ``eval_seeds`` seeds of its own, and its
@@ -45,14 +46,14 @@ import torch
 
 from agents import DDPG, DDPGConfig, RandomSearch, TransitionBuffer
 from agents.policies import policy_from_state
-from envs import EnvConfig, StageWeightingEnv
+from envs import EnvConfig, StageWeightingEnv, plain_info
 from law.config import to_dict, validate_all
 from law.data import DataConfig, load_data
 from law.errors import ConfigError, LawError
-from law.features import FEATURE_SPEC
 from law.io import (atomic_save, atomic_write_json, atomic_write_text, environment_info,
                     new_run_dir, run_stamp)
 from law.models import build_model
+from law.policy_file import policy_file
 from law.progress import ProgressLine
 from law.trainer import OptimConfig
 
@@ -60,7 +61,6 @@ CHECKPOINT = "checkpoint.pt"
 POLICY = "policy.pt"
 LAST_POLICY = "policy_last.pt"
 AGENTS = ("ddpg", "random")
-POLICY_FORMAT = {"format": "law-policy", "version": 2}
 
 
 @dataclass
@@ -161,10 +161,10 @@ class EnvWorker:
     so it also runs in-process for debugging and tests."""
 
     def __init__(self, env_cfg: EnvConfig, data_cfg: DataConfig, optim_cfg: OptimConfig,
-                 threads: int, use_gpu: bool):
+                 threads: int, use_gpu: bool, recurring_seeds: int = 0):
         torch.set_num_threads(max(1, threads))
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device)
+        self.env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, warm_up_cache=recurring_seeds)
         self.key: Optional[str] = None
         self.stages_done = 0
         self.obs: Optional[np.ndarray] = None
@@ -195,11 +195,6 @@ class EnvWorker:
         self.stages_done += 1
         transition = (obs, np.asarray(action, np.float32), float(reward), self.obs, bool(terminated or truncated))
         return transition, plain_info(info), replayed
-
-
-def plain_info(info: dict) -> dict:
-    """Info without tensors, so it pickles small."""
-    return {k: (v.tolist() if isinstance(v, (np.ndarray, torch.Tensor)) else v) for k, v in info.items()}
 
 
 class WorkerFailed(Exception):
@@ -399,7 +394,8 @@ class Search:
         record["score"] = float(np.mean(record["gaps"]))
         self.logger.evaluation(record)
         if record is self.best_evaluation():
-            atomic_save(policy_file(record, self.env_cfg, self.config, self.cfg.episodes), self.run_dir / POLICY)
+            atomic_save(evaluated_policy_file(record, self.env_cfg, self.config, self.cfg.episodes),
+                        self.run_dir / POLICY)
 
     def best_evaluation(self) -> Optional[dict]:
         scored = [r for r in self.evaluations if r["score"] is not None]
@@ -468,12 +464,11 @@ def make_agent(name: str, env_cfg: EnvConfig, agent_cfg: DDPGConfig):
     return DDPG(env_cfg.num_stages, -1.0, 1.0, agent_cfg, action_dim=env_cfg.action_dim)
 
 
-def policy_file(evaluation: dict, env_cfg: EnvConfig, config: dict, episodes: int) -> dict:
-    """Everything ``law apply`` needs, as plain tensors and primitives, plus how it was chosen."""
-    return {**POLICY_FORMAT, "policy": evaluation["policy"], "feature_spec": dict(FEATURE_SPEC),
-            "env": to_dict(env_cfg)["EnvConfig"], "config": config,
-            "selection": {"after_episodes": evaluation["after_episodes"], "of_episodes": episodes,
-                          "val_gap": evaluation["score"], "evaluation_gaps": evaluation["gaps"]}}
+def evaluated_policy_file(evaluation: dict, env_cfg: EnvConfig, config: dict, episodes: int) -> dict:
+    """The policy file of one greedy evaluation, saying how the policy was chosen."""
+    return policy_file(evaluation["policy"], env_cfg, config,
+                       selection={"after_episodes": evaluation["after_episodes"], "of_episodes": episodes,
+                                  "val_gap": evaluation["score"], "evaluation_gaps": evaluation["gaps"]})
 
 
 # ----------------------------------------------------------------------------------------
@@ -598,7 +593,8 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
         num_cpus=search_cfg.cpus_per_worker, num_gpus=search_cfg.gpus_per_worker,
         max_restarts=search_cfg.max_worker_restarts, max_task_retries=0)
     threads = max(1, int(search_cfg.cpus_per_worker))
-    workers = [remote.remote(env_cfg, data_cfg, optim_cfg, threads, search_cfg.gpus_per_worker > 0)
+    recurring_seeds = search_cfg.seed_pool + search_cfg.eval_seeds  # their warm-ups are kept too
+    workers = [remote.remote(env_cfg, data_cfg, optim_cfg, threads, search_cfg.gpus_per_worker > 0, recurring_seeds)
                for _ in range(search_cfg.workers)]
     logger = SearchLogger(run_dir, run.config)
     bar = ProgressLine(search_cfg.episodes, f"search ({search_cfg.agent})", enabled=search_cfg.progress)
@@ -609,7 +605,8 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
         for worker in workers:
             ray.kill(worker)
 
-    atomic_save(policy_file(run.evaluations[-1], env_cfg, run.config, search_cfg.episodes), run_dir / LAST_POLICY)
+    atomic_save(evaluated_policy_file(run.evaluations[-1], env_cfg, run.config, search_cfg.episodes),
+                run_dir / LAST_POLICY)
     results = run.results()
     atomic_write_text(summary_markdown(results), run_dir / "summary.md")
     atomic_write_json(results, run_dir / "results.json")

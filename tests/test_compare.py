@@ -16,7 +16,7 @@ from law.data import DataConfig
 from law.errors import ConfigError
 from law.io import atomic_save
 from law.policy import ACTION_SIZE
-from law.search import policy_file
+from law.policy_file import policy_file
 from law.suites import SUITES, get_suite, resolve_data
 from law.trainer import OptimConfig, learning_rate
 
@@ -24,7 +24,7 @@ from law.trainer import OptimConfig, learning_rate
 def write_policy(path, num_stages: int = 3) -> str:
     schedule = get_suite("cifar10-noisy").profile("smoke").schedule
     agent = DDPG(num_stages, -1.0, 1.0, DDPGConfig(), action_dim=ACTION_SIZE)
-    atomic_save(policy_file(agent, schedule.env_config("mlp", 100), {}), path)
+    atomic_save(policy_file(agent.greedy_state(), schedule.env_config("mlp", 100), {}), path)
     return str(path)
 
 

@@ -151,6 +151,24 @@ def test_a_cached_twin_gives_bit_identical_rewards_without_training_the_referenc
         env.reset(seed=7, options={"twin": {"val_accuracy": [0.1], "train_loss": [1.0]}})
 
 
+def test_a_cached_warm_up_restores_the_episode_bit_for_bit():
+    actions = np.random.default_rng(4).uniform(-1, 1, (3, 5)).astype(np.float32)
+
+    def episode(env, seed):
+        first, info = env.reset(seed=seed)
+        return [first.tolist(), info] + [(obs.tolist(), reward) for obs, reward, *_ in map(env.step, actions)]
+
+    plain = tiny_env(num_stages=5, warmup_stages=2, lr_drop_stages=(3,), steps_per_stage=4)
+    cached = StageWeightingEnv(plain.cfg, TINY_DATA, OptimConfig(), "cpu", warm_up_cache=1)
+    expected = episode(plain, 3)
+    assert episode(cached, 3) == expected  # trains the warm-up and keeps it
+    assert episode(cached, 3) == expected  # restores it
+    assert len(cached._warm_ups) == 1
+    episode(cached, 4)
+    assert list(cached._warm_ups) != [] and len(cached._warm_ups) == 1, "only the newest seed is kept"
+    assert episode(cached, 3) == expected
+
+
 def test_searching_fewer_features_shrinks_the_action_and_zeroes_the_rest():
     env = tiny_env(features=("label", "loss"), action_scale=2.0)
     assert env.action_space.shape == (3,)

@@ -16,7 +16,8 @@ import torch
 
 from agents import DDPGConfig, SchedulePolicy
 from envs import EnvConfig
-from law.apply import ApplyConfig, apply_policy, greedy_policy, load_policy, policy_env_config, policy_task
+from law.apply import ApplyConfig, apply_policy
+from law.policy_file import greedy_policy, load_policy, policy_env_config, policy_task
 from law.data import DataConfig
 from law.errors import ConfigError, DataError, LawError
 from law.features import FEATURE_NAMES

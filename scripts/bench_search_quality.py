@@ -1,0 +1,282 @@
+#!/usr/bin/env python
+"""Does the search work? The searched policy against random search and hand-set schedules.
+
+At equal budget (the same episodes and the same periodic greedy evaluations),
+on one task (the offline ``quick`` preset, or a suite's profile such as
+``cifar10-noisy`` / ``cpu``):
+
+1. search ``--search-seeds`` times with each agent (``ddpg``, the LAW search,
+   and ``random``, random stage-wise schedules kept by validation);
+2. run each search's ``policy.pt`` greedily on episode seeds the search never
+   saw, exactly as ``law apply --policy P --seed S`` does, and read its final
+   gap over its unweighted twin on the clean validation split and on test;
+3. run a family of hand-set schedules the same way: neutral (all weights 1),
+   constant down-weighting of high-loss samples (``theta_loss = -action_scale``,
+   the lowest ``b``), and that down-weighting from stage ``k`` on, for every
+   stage after the warm-up. The best of them is picked on validation.
+
+Every choice is made on validation; test numbers are reported, never used.
+Writes ``table.md``, ``results.json`` and ``learning_curve.png`` (greedy
+validation gap against episodes) under ``--output-dir``; re-running resumes
+(finished searches and evaluations are kept, an interrupted search continues).
+
+    python scripts/bench_search_quality.py --task quick
+    python scripts/bench_search_quality.py --task cifar10-noisy --profile cpu --data-root DIR
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents import SchedulePolicy  # noqa: E402
+from law.apply import ApplyConfig, apply_policy  # noqa: E402
+from law.compare import CompareConfig, build_experiment, search_configs  # noqa: E402
+from law.config import to_dict  # noqa: E402
+from law.errors import ConfigError, LawError  # noqa: E402
+from law.io import atomic_save, atomic_write_json, atomic_write_text, environment_info  # noqa: E402
+from law.policy_file import load_policy, policy_env_config, policy_file, policy_task  # noqa: E402
+from law.presets import search_preset  # noqa: E402
+from law.search import AGENTS, CHECKPOINT, search  # noqa: E402
+
+SEARCH_SECTIONS = ("SearchConfig", "EnvConfig", "DataConfig", "OptimConfig", "DDPGConfig")
+
+
+def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=add_help)
+    parser.add_argument("--task", default="quick", help="quick (the search preset) or a suite, e.g. cifar10-noisy")
+    parser.add_argument("--profile", default="cpu", help="the suite's profile (ignored for quick)")
+    parser.add_argument("--data-root", "--data-path", dest="data_root", default="", help="the suite's data")
+    parser.add_argument("--agents", default=",".join(AGENTS),
+                        help="search agents to compare ('none': only the hand-set schedules)")
+    parser.add_argument("--search-seeds", default="0,1,2", help="one search per agent and seed")
+    parser.add_argument("--eval-seeds", default="1,2,3",
+                        help="episode seeds each final policy is run on (none of the search's own seeds)")
+    parser.add_argument("--episodes", type=int, default=0, help="training episodes per search (0: the task's)")
+    parser.add_argument("--jobs", type=int, default=2, help="evaluation runs at a time (one thread each)")
+    parser.add_argument("--output-dir", default="runs/bench_search_quality")
+    parser.add_argument("--no-plots", dest="plots", action="store_false")
+    parser.add_argument("--quiet", dest="progress", action="store_false")
+    return parser
+
+
+def parse_ints(text: str, name: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as error:
+        raise ConfigError(name, f"comma-separated integers, got '{text}'") from error
+    if not values or len(set(values)) != len(values):
+        raise ConfigError(name, f"distinct integers, got '{text}'")
+    return values
+
+
+def task_configs(args) -> tuple:
+    """(SearchConfig, EnvConfig, DataConfig, OptimConfig, DDPGConfig) of the task's search."""
+    if args.task == "quick":
+        preset = search_preset("quick")
+        configs = tuple(preset[name] for name in SEARCH_SECTIONS)
+    else:
+        configs = search_configs(build_experiment(CompareConfig(suite=args.task, profile=args.profile,
+                                                                data_root=args.data_root)))
+    if args.episodes:
+        configs = (dataclasses.replace(configs[0], episodes=args.episodes),) + configs[1:]
+    return configs
+
+
+# ----------------------------------------------------------------------------------------
+# Searches
+
+
+def run_search(configs: tuple, agent: str, seed: int, folder: Path, progress: bool) -> dict:
+    """One search of the task with ``agent`` and ``seed``, resumed or skipped if already there."""
+    run_dir = folder / f"{agent}__seed{seed}"
+    if (run_dir / "results.json").is_file():
+        return json.loads((run_dir / "results.json").read_text())
+    search_cfg = dataclasses.replace(configs[0], agent=agent, seed=seed, output_dir=str(folder),
+                                     run_name=run_dir.name, progress=progress,
+                                     resume=str(run_dir) if (run_dir / CHECKPOINT).is_file() else "")
+    started = time.perf_counter()
+    results = search(search_cfg, *configs[1:])
+    results["wall_seconds"] = time.perf_counter() - started  # of this call (a resumed search: the rest)
+    atomic_write_json({k: v for k, v in results.items() if k != "run_dir"}, run_dir / "results.json")
+    return results
+
+
+# ----------------------------------------------------------------------------------------
+# Hand-set schedules
+
+
+def hand_set_schedules(env_cfg) -> dict[str, np.ndarray]:
+    """Neutral, constant down-weighting, and down-weighting from each stage after the warm-up."""
+    if "loss" not in env_cfg.features:
+        raise ConfigError("features", "the hand-set schedules down-weight by loss; the task's search has no "
+                                      "loss feature")
+    down = np.zeros(env_cfg.action_dim, np.float32)
+    down[env_cfg.features.index("loss")] = -1.0  # theta_loss = -action_scale
+    down[-1] = -1.0  # b at the low end of bias_range: the sharpest split of the batch
+    first = env_cfg.warmup_stages
+    schedules = {"neutral": np.zeros((env_cfg.num_stages, env_cfg.action_dim), np.float32)}
+    for start in range(first, env_cfg.num_stages):
+        table = np.zeros((env_cfg.num_stages, env_cfg.action_dim), np.float32)
+        table[start:] = down
+        schedules["constant" if start == first else f"from stage {start}"] = table
+    return schedules
+
+
+def write_hand_set(configs: tuple, folder: Path) -> dict[str, str]:
+    env_cfg = configs[1]
+    config = to_dict(*configs)
+    paths = {}
+    for name, table in hand_set_schedules(env_cfg).items():
+        path = folder / f"{name.replace(' ', '_')}.pt"
+        atomic_save(policy_file(SchedulePolicy(table).state_dict(), env_cfg, config,
+                                selection={"hand_set": name}), path)
+        paths[name] = str(path)
+    return paths
+
+
+# ----------------------------------------------------------------------------------------
+# Evaluation: `law apply --policy P --seed S`
+
+
+def evaluate_one(policy_path: str, seed: int, run_dir: str) -> dict:
+    """Final validation and test gap of the policy over its twin on episode seed ``seed``."""
+    result_file = Path(run_dir) / "results.json"
+    if not result_file.is_file():
+        policy = load_policy(policy_path)
+        data_cfg, optim_cfg = policy_task(policy)
+        apply_policy(ApplyConfig(policy=policy_path, seed=seed, threads=1, output_dir=str(Path(run_dir).parent),
+                                 run_name=Path(run_dir).name, progress=False),
+                     policy_env_config(policy, {}), data_cfg, optim_cfg, policy)
+    saved = json.loads(result_file.read_text())
+    last, test = saved["stages"][-1], saved["test"]
+    return {"seed": seed, "val_gap": last["acc_target"] - last["acc_reference"],
+            "test_gap": test["target"]["accuracy"] - test["reference"]["accuracy"]}
+
+
+def evaluate_all(policies: dict[str, str], seeds: list[int], folder: Path, jobs: int) -> dict[str, list[dict]]:
+    work = [(name, path, seed, str(folder / name.replace(" ", "_") / f"seed{seed}"))
+            for name, path in policies.items() for seed in seeds]
+    with ProcessPoolExecutor(max_workers=jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = [(name, pool.submit(evaluate_one, path, seed, run_dir)) for name, path, seed, run_dir in work]
+        results: dict[str, list[dict]] = {name: [] for name in policies}
+        for name, future in futures:
+            results[name].append(future.result())
+    return results
+
+
+# ----------------------------------------------------------------------------------------
+# Report
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
+
+
+def fmt(values: list[float]) -> str:
+    mean, std = mean_std([100 * v for v in values])
+    return f"{mean:+.1f}" + (f" ± {std:.1f}" if math.isfinite(std) else "")
+
+
+def report(args, configs, searches: dict, evaluations: dict, hand_set: dict) -> tuple[str, dict]:
+    search_cfg = configs[0]
+    eval_seeds = parse_ints(args.eval_seeds, "eval_seeds")
+    rows, summary = [], {}
+    for agent, runs in searches.items():
+        per_search_val = [np.mean([e["val_gap"] for e in evaluations[f"{agent}__seed{s}"]]) for s in runs]
+        per_search_test = [np.mean([e["test_gap"] for e in evaluations[f"{agent}__seed{s}"]]) for s in runs]
+        selection = [runs[s]["best"]["val_gap"] for s in runs]
+        minutes = [runs[s].get("wall_seconds", math.nan) / 60 for s in runs]
+        total = [len(runs[s]["episodes"]) + sum(len(r["gaps"]) for r in runs[s]["evaluations"]) for s in runs]
+        rows.append((f"search: {agent}", f"{len(runs)} searches", fmt(per_search_val), fmt(per_search_test),
+                     fmt(selection), f"{search_cfg.episodes} + {total[0] - search_cfg.episodes} greedy",
+                     f"{np.nanmean(minutes):.1f}"))
+        summary[agent] = {"val_gap": mean_std(per_search_val), "test_gap": mean_std(per_search_test),
+                          "per_search_val": per_search_val, "per_search_test": per_search_test,
+                          "selection_val_gap": selection, "wall_minutes": minutes}
+    hand_val = {name: np.mean([e["val_gap"] for e in evaluations[name]]) for name in hand_set}
+    best = max(hand_val, key=hand_val.get)
+    for name in hand_set:
+        val = [e["val_gap"] for e in evaluations[name]]
+        test = [e["test_gap"] for e in evaluations[name]]
+        label = f"hand-set: {name}" + (" (best on val)" if name == best else "")
+        rows.append((label, f"{len(val)} seeds", fmt(val), fmt(test), "", "", ""))
+        summary[f"hand-set: {name}"] = {"val_gap": mean_std(val), "test_gap": mean_std(test)}
+    summary["best_hand_set"] = best
+    task = args.task if args.task == "quick" else f"{args.task} / {args.profile}"
+    lines = [f"### Search quality: {task}", "",
+             f"Final gap of the greedy policy over its unweighted twin, in accuracy points, run as "
+             f"`law apply --policy P --seed S` on episode seeds {', '.join(map(str, eval_seeds))} (never seen by "
+             "a search). Searches: mean ± std over search seeds of each policy's mean over those seeds; "
+             "hand-set: mean ± std over the seeds. \"selected on\" is the search's own greedy-evaluation score "
+             "(validation, its evaluation seeds) of the policy it kept.", "",
+             "| policy | n | val gap | test gap | selected on (val) | episodes per search | min per search |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n", summary
+
+
+def plot_learning_curves(path: Path, searches: dict, summary: dict, title: str) -> None:
+    from law.plots import Curve, plot_panels
+
+    curves = {}
+    for agent, runs in searches.items():
+        x = [r["after_episodes"] for r in next(iter(runs.values()))["evaluations"]]
+        per_seed = [[100 * r["score"] for r in run["evaluations"]] for run in runs.values()]
+        curves[f"{agent} (greedy, its evaluation seeds)"] = Curve(x, per_seed)
+    best = summary["best_hand_set"]
+    if curves:
+        x = next(iter(curves.values())).x
+        value = 100 * summary[f"hand-set: {best}"]["val_gap"][0]
+        curves[f"best hand-set ({best}), bench seeds"] = Curve(x, [[value] * len(x)])
+    plot_panels(path, title, {"greedy policy during the search": curves}, "training episodes",
+                "val gap over twin (points)", hline=0.0,
+                footnote="mean ± std over search seeds; validation split only")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        agents = [a.strip() for a in args.agents.split(",") if a.strip() and a.strip() != "none"]
+        if set(agents) - set(AGENTS) or (not agents and args.agents.strip() != "none"):
+            raise ConfigError("agents", f"choose from {', '.join(AGENTS)}, got '{args.agents}'")
+        search_seeds = parse_ints(args.search_seeds, "search_seeds")
+        eval_seeds = parse_ints(args.eval_seeds, "eval_seeds")
+        configs = task_configs(args)
+        out = Path(args.output_dir) / (args.task if args.task == "quick" else f"{args.task}__{args.profile}")
+        searches = {agent: {seed: run_search(configs, agent, seed, out / "searches", args.progress)
+                            for seed in search_seeds} for agent in agents}
+        policies = {f"{agent}__seed{seed}": runs[seed]["policy"] for agent, runs in searches.items()
+                    for seed in runs}
+        hand_set = write_hand_set(configs, out / "hand_set")
+        evaluations = evaluate_all({**policies, **hand_set}, eval_seeds, out / "eval", args.jobs)
+    except LawError as error:
+        print(f"bench_search_quality: error: {error}", file=sys.stderr)
+        return 2
+    table, summary = report(args, configs, searches, evaluations, hand_set)
+    atomic_write_text(table, out / "table.md")
+    atomic_write_json({"task": args.task, "profile": args.profile, "summary": summary,
+                       "evaluations": evaluations, "config": to_dict(*configs),
+                       "search_seeds": search_seeds, "eval_seeds": eval_seeds,
+                       "environment": environment_info()}, out / "results.json")
+    if args.plots:
+        plot_learning_curves(out / "learning_curve.png", searches, summary,
+                             f"Greedy validation gap during the search: {args.task}")
+    print(table)
+    print(f"results: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
