@@ -173,6 +173,13 @@ class EnvConfig:
                            lr_drop_stages=(3,)), **overrides)
 
 
+def require_validation(data_cfg: DataConfig) -> None:
+    """The environment observes and pays on the clean validation split: refuse data without one."""
+    if data_cfg.val_size < 1:
+        raise ConfigError("val_size", "a LAW episode observes and rewards the target on the clean validation "
+                                      "split; give --val-size > 0 (e.g. 1000)")
+
+
 def plain_info(info: dict) -> dict:
     """An info dict without tensors or arrays (lists instead), so it pickles small and saves as JSON."""
     return {k: (v.tolist() if isinstance(v, (np.ndarray, torch.Tensor)) else v) for k, v in info.items()}
@@ -197,6 +204,7 @@ class StageWeightingEnv(gym.Env):
         self.optim_cfg = optim_cfg or OptimConfig()
         for config in (self.cfg, self.data_cfg, self.optim_cfg):
             config.validate()
+        require_validation(self.data_cfg)
         self.device = torch.device(device)
         self.train_reference = train_reference
         self.bundle = load_data(self.data_cfg, seed=self.cfg.data_seed, device=self.device)

@@ -9,6 +9,7 @@ model, data set and optimiser are free, which is what transfer means here.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -17,11 +18,11 @@ import numpy as np
 import torch
 
 from agents.policies import Policy
-from envs import EnvConfig, StageWeightingEnv, plain_info
+from envs import EnvConfig, StageWeightingEnv, plain_info, require_validation
 from law.config import to_dict, validate_all
 from law.data import DataConfig
 from law.errors import ConfigError
-from law.io import atomic_write_json, environment_info, new_run_dir, run_stamp
+from law.io import atomic_write_json, environment_info, new_run_dir, run_folder, run_stamp
 from law.policy_file import greedy_policy
 from law.progress import ProgressLine
 from law.train import resolve_device, seed_everything
@@ -86,6 +87,7 @@ def apply_policy(apply_cfg: ApplyConfig, env_cfg: EnvConfig, data_cfg: DataConfi
                  optim_cfg: OptimConfig, policy: dict) -> dict:
     """Train with the policy acting greedily; returns the results written to ``results.json``."""
     validate_all(apply_cfg, env_cfg, data_cfg, optim_cfg)
+    require_validation(data_cfg)
     device = resolve_device(apply_cfg.device)
     if apply_cfg.threads:
         torch.set_num_threads(apply_cfg.threads)
@@ -93,16 +95,18 @@ def apply_policy(apply_cfg: ApplyConfig, env_cfg: EnvConfig, data_cfg: DataConfi
                           f"{data_cfg.dataset}__law-apply__{apply_cfg.seed}__{run_stamp()}")
     seed_everything(apply_cfg.seed)
     env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, train_reference=apply_cfg.reference)
+    print(env.bundle.describe(), file=sys.stderr)
     bar = ProgressLine(env.acting_stages, "apply", enabled=apply_cfg.progress)
-    stages = rollout(env, greedy_policy(policy), apply_cfg.seed,
-                     on_stage=lambda s: bar.update(s["stage"] - env_cfg.warmup_stages + 1,
-                                                   f"val acc {s['acc_target']:.3f}"))
-    target_test, reference_test = env.evaluate_test()
-    config = to_dict(apply_cfg, env_cfg, data_cfg, optim_cfg)
-    results = {"kind": "apply", "config": config, "seed": apply_cfg.seed,
-               "environment": environment_info(), "policy_config": policy["config"],
-               "policy_kind": policy["policy"]["kind"], "selection": policy.get("selection"),
-               "test": {"target": target_test, "reference": reference_test}, "stages": stages}
-    atomic_write_json(results, run_dir / "results.json")
+    with run_folder(run_dir):
+        stages = rollout(env, greedy_policy(policy), apply_cfg.seed,
+                         on_stage=lambda s: bar.update(s["stage"] - env_cfg.warmup_stages + 1,
+                                                       f"val acc {s['acc_target']:.3f}"))
+        target_test, reference_test = env.evaluate_test()
+        config = to_dict(apply_cfg, env_cfg, data_cfg, optim_cfg)
+        results = {"kind": "apply", "config": config, "seed": apply_cfg.seed,
+                   "environment": environment_info(), "policy_config": policy["config"],
+                   "policy_kind": policy["policy"]["kind"], "selection": policy.get("selection"),
+                   "test": {"target": target_test, "reference": reference_test}, "stages": stages}
+        atomic_write_json(results, run_dir / "results.json")
     results["run_dir"] = str(run_dir)
     return results

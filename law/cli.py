@@ -6,9 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from law.compare import add_compare_parser
 from law.config import add_config_args, config_from_args
-from law.errors import LawError
+from law.errors import Interrupted, LawError
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,18 +18,21 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train one network with one weighting method",
                        description="Train one network with one weighting method on one data set. "
-                                   "With no flags: the embedded synthetic set with 40%% label noise, offline.")
+                                   "With no flags: the embedded synthetic demo set, to which the demo adds "
+                                   "40%% symmetric label noise (offline). Your own data gets label noise or "
+                                   "imbalance only when you ask for it (--noise, --imbalance).")
     for cls in (RunConfig, MethodConfig, DataConfig, OptimConfig):
-        add_config_args(p, cls, defaults=train_defaults().get(cls.__name__))
+        add_config_args(p, cls)
     p.set_defaults(handler=_run_train)
 
 
-def train_defaults() -> dict:
-    """`law train` with no flags: the embedded set with 40 % symmetric noise, so the
-    default run shows what weighting is for."""
+def train_data_defaults(args: argparse.Namespace):
+    """`law train`'s data: the embedded demo gets 40 % symmetric noise, so the default run shows
+    what weighting is for; any other data set is left as it is unless a flag asks for bias."""
     from law.data import DataConfig
 
-    return {"DataConfig": DataConfig(noise="symmetric", noise_rate=0.4)}
+    demo = getattr(args, "dataset", "synthetic") == "synthetic"
+    return DataConfig(noise="symmetric", noise_rate=0.4) if demo else DataConfig()
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -39,8 +41,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from law.train import RunConfig, train
     from law.trainer import OptimConfig
 
-    configs = [config_from_args(cls, args, train_defaults().get(cls.__name__))
-               for cls in (RunConfig, DataConfig, OptimConfig, MethodConfig)]
+    configs = [config_from_args(RunConfig, args), config_from_args(DataConfig, args, train_data_defaults(args)),
+               config_from_args(OptimConfig, args), config_from_args(MethodConfig, args)]
     results = train(*configs)
     s = results["summary"]
     print(f"test accuracy  last {s['last']['accuracy']:.4f}  best {s['best']['accuracy']:.4f} "
@@ -70,7 +72,7 @@ def _search_parser(sub: argparse._SubParsersAction, preset_name: str) -> None:
     p = sub.add_parser("search", help="search a weighting policy with DDPG over paired trainings",
                        description="Search a stage-wise weighting policy (LAW). With no flags: the "
                                    "offline 'quick' preset on the embedded data set, 2 workers.")
-    p.add_argument("--preset", default=preset_name, choices=list(SEARCH_PRESETS),
+    p.add_argument("--preset", default=argparse.SUPPRESS, choices=list(SEARCH_PRESETS),
                    help=f"starting configuration; flags override it (default: {preset_name})")
     for cls in _search_classes():
         # One --seed (SearchConfig's) seeds the agent too.
@@ -80,12 +82,32 @@ def _search_parser(sub: argparse._SubParsersAction, preset_name: str) -> None:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from law.presets import search_preset
-    from law.search import search
+    import dataclasses
 
-    preset = search_preset(args.preset)
-    configs = [config_from_args(cls, args, preset[cls.__name__]) for cls in _search_classes()]
-    results = search(*configs)
+    from law.presets import search_preset
+    from law.search import OPERATIONAL, SearchFinished, resume_search, search
+
+    if getattr(args, "resume", ""):
+        given = [f.name for cls in _search_classes() for f in dataclasses.fields(cls)
+                 if hasattr(args, f.name) and f.name != "resume"]
+        refused = [name for name in given if name not in OPERATIONAL]
+        if refused or hasattr(args, "preset"):
+            flags = ", ".join("--" + name.replace("_", "-") for name in refused + (["preset"] if hasattr(
+                args, "preset") else []))
+            print(f"law search: error: resume: {flags} cannot change a search being resumed (it replays "
+                  f"exactly what it started); only --{', --'.join(n.replace('_', '-') for n in OPERATIONAL)} "
+                  "may. Start a new search to change the others.", file=sys.stderr)
+            return 2
+        try:
+            results = resume_search(args.resume, **{name: getattr(args, name) for name in given})
+        except SearchFinished as finished:
+            print(f"law search: {finished}", file=sys.stderr)
+            print((finished.run_dir / "summary.md").read_text().split("\n\n| episode")[0])
+            return 0
+    else:
+        preset = search_preset(getattr(args, "preset", "quick"))
+        configs = [config_from_args(cls, args, preset[cls.__name__]) for cls in _search_classes()]
+        results = search(*configs)
     summary = Path(results["run_dir"]) / "summary.md"
     print(summary.read_text().split("\n\n| episode")[0])  # the verdict and the greedy evaluations
     print(f"\npolicy: {results['policy']}   episodes: {summary}   tensorboard --logdir {results['run_dir']}")
@@ -107,9 +129,12 @@ def _apply_parser(sub: argparse._SubParsersAction) -> None:
                                    "optimiser, stage schedule, all recorded in the policy file); every "
                                    "flag overrides one setting of that task.")
     add_config_args(p, ApplyConfig)
-    add_config_args(p, EnvConfig, title="EnvConfig (default: the policy's own schedule)")
-    add_config_args(p, DataConfig, title="DataConfig (default: the data the policy was searched on)")
-    add_config_args(p, OptimConfig, title="OptimConfig (default: the optimiser the policy was searched with)")
+    add_config_args(p, EnvConfig, title="EnvConfig (default: the policy's own schedule)",
+                    default_text="the policy's")
+    add_config_args(p, DataConfig, title="DataConfig (default: the data the policy was searched on)",
+                    default_text="the policy's")
+    add_config_args(p, OptimConfig, title="OptimConfig (default: the optimiser the policy was searched with)",
+                    default_text="the policy's")
     p.set_defaults(handler=_run_apply)
 
 
@@ -167,33 +192,57 @@ def _requested_preset(argv: list[str]) -> str:
     return pre.parse_known_args(argv)[0].preset
 
 
-def build_parser(preset: str = "quick") -> argparse.ArgumentParser:
+def _compare_parser(sub: argparse._SubParsersAction) -> None:
+    from law.compare import add_compare_parser
+
+    add_compare_parser(sub)
+
+
+# name -> (one-line help, what adds its flags). A command's modules (torch, Ray, ...) load
+# only when that command runs or shows its help, so `law --help` starts in a blink.
+COMMANDS = {
+    "train": ("train one network with one weighting method", _train_parser),
+    "search": ("search a weighting policy with DDPG over paired trainings", None),
+    "apply": ("train a network with a learned policy (transfer)", _apply_parser),
+    "compare": ("compare weighting methods on a benchmark suite (tables, plots)", _compare_parser),
+    "models": ("list the known network architectures", _models_parser),
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """The parser of `law`, with the flags of the command named in ``argv`` only."""
     parser = argparse.ArgumentParser(prog="law", description="Learning to Auto Weight: search and "
                                      "apply sample-weighting policies; run weighting baselines.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
-    _search_parser(sub, preset)
-    _apply_parser(sub)
-    add_compare_parser(sub)
-    _models_parser(sub)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (help_text, add) in COMMANDS.items():
+        if name != chosen:
+            sub.add_parser(name, help=help_text)
+        elif name == "search":
+            _search_parser(sub, _requested_preset(argv))
+        else:
+            add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        args = build_parser(_requested_preset(argv)).parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
     except LawError as e:  # an unknown --preset
         print(f"law: error: {e}", file=sys.stderr)
         return 2
     try:
         return args.handler(args)
-    except LawError as e:
-        print(f"law {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except Interrupted as interrupted:
+        print(f"law {args.command}: {interrupted}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"law {args.command}: interrupted", file=sys.stderr)
         return 130
+    except LawError as e:
+        print(f"law {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ import torch
 
 from law.config import add_config_args, config_from_args, to_dict
 from law.data import DataConfig
-from law.errors import ConfigError, LawError, TrainingDiverged
+from law.errors import ConfigError, LawError, TrainingFailed
 from law.io import atomic_write_json, atomic_write_text, environment_info
 from law.methods import METHODS
 from law.models import MODEL_NAMES
@@ -285,21 +285,21 @@ def check_policy(exp: Experiment, path: str) -> None:
 
 def ensure_policy(exp: Experiment) -> str:
     """The policy file to apply: the given one, a finished search's, or a new (resumed) search's."""
-    from law.search import CHECKPOINT, POLICY, search
+    from law.search import CHECKPOINT, POLICY, resume_search, search
 
     if exp.cfg.policy:
         check_policy(exp, exp.cfg.policy)
         return exp.cfg.policy
     folder = exp.out / "search"
-    if (folder / POLICY).is_file():
+    if (folder / "results.json").is_file():  # finished (policy.pt is written as soon as one is evaluated)
         return str(folder / POLICY)
     search_cfg, env, data, optim, ddpg = search_configs(exp)
-    if (folder / CHECKPOINT).is_file():
-        search_cfg = replace(search_cfg, resume=str(folder))
-    elif folder.exists():  # died before its first checkpoint: nothing to keep
-        shutil.rmtree(folder)
     _say(exp, f"searching a LAW policy ({search_cfg.episodes} episodes, {search_cfg.workers} workers, "
               f"{exp.search_model}) -> {folder}")
+    if (folder / CHECKPOINT).is_file():
+        return resume_search(folder, progress=search_cfg.progress)["policy"]
+    if folder.exists():  # died before its first checkpoint: nothing to keep
+        shutil.rmtree(folder)
     return search(search_cfg, env, data, optim, ddpg)["policy"]
 
 
@@ -401,10 +401,7 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
     results = {"kind": "law", "method": "law", "seed": seed, "config": config,
                "policy": str(Path(policy_path).resolve()), "policy_config": policy["config"],
                "environment": environment_info(),
-               "dataset": {"name": env.bundle.name, "num_classes": env.bundle.num_classes,
-                           "train": len(env.bundle.train), "val": len(env.bundle.val),
-                           "test": len(env.bundle.test),
-                           "noisy_fraction": float(env.bundle.train.noise_mask.float().mean())},
+               "dataset": env.bundle.summary(),
                "summary": summarise(history), "history": history,
                "seconds": time.perf_counter() - started}
     atomic_write_json(results, run_dir / RESULTS)
@@ -481,9 +478,9 @@ def run_one(cfg: CompareConfig, method: str, seed: int, policy_path: Optional[st
             train_law(exp, policy_path, seed, run_dir, progress)
         else:
             train_baseline(exp, method, seed, run_dir, progress)
-    except TrainingDiverged as error:  # a result too: this method diverges on this task
-        atomic_write_json({"kind": "diverged", "method": method, "seed": seed, "error": str(error)},
-                          run_dir / RESULTS)
+    except TrainingFailed as error:  # a result too: this method diverges (or collapses) on this task
+        atomic_write_json({"kind": "diverged", "status": error.status, "method": method, "seed": seed,
+                           "error": str(error)}, run_dir / RESULTS)
     seconds = time.perf_counter() - started
     atomic_write_json({"method": method, "seed": seed, "wall_seconds": seconds}, run_dir / RUN_INFO)
     return {"method": method, "seed": seed, "wall_seconds": seconds}
@@ -537,7 +534,7 @@ def _run_parallel(exp: Experiment, pending: list, policy_path: Optional[str]) ->
 def _report_run(exp: Experiment, row: dict) -> None:
     results = json.loads((exp.run_dir(row["method"], row["seed"]) / RESULTS).read_text())
     if results.get("kind") == "diverged":
-        _say(exp, f"  {row['method']} seed {row['seed']}: diverged")
+        _say(exp, f"  {row['method']} seed {row['seed']}: {results.get('status', 'diverged')}")
         return
     metrics = run_metrics(results, exp.schedule.report_epochs())
     _say(exp, f"  {row['method']} seed {row['seed']}: best {100 * metrics['best']:.2f}  "
@@ -583,12 +580,25 @@ def run_metrics(results: dict, report_epochs: tuple[int, ...], test_key: str = "
             "effective_samples": float(np.mean(fractions))}
 
 
+def reported(exp: Experiment) -> tuple[list[str], list[int]]:
+    """Methods and seeds of the report: those asked for now and every run the folder finished
+    before (a re-run with fewer methods or seeds still reports the whole comparison)."""
+    methods, seeds = set(exp.methods), set(exp.seeds)
+    for results in (exp.out / "runs").glob(f"*__seed*/{RESULTS}"):
+        method, _, seed = results.parent.name.rpartition("__seed")
+        if method in METHOD_ORDER and seed.isdigit():
+            methods.add(method)
+            seeds.add(int(seed))
+    return [m for m in METHOD_ORDER if m in methods], sorted(seeds)
+
+
 def collect_rows(exp: Experiment) -> list[dict]:
     """One row per finished (method, seed), plus LAW's twin where it was trained."""
     rows = []
     report = exp.schedule.report_epochs()
-    for seed in exp.seeds:
-        for method in exp.methods:
+    methods, seeds = reported(exp)
+    for seed in seeds:
+        for method in methods:
             path = exp.run_dir(method, seed) / RESULTS
             if not path.is_file():
                 continue
@@ -653,7 +663,7 @@ def markdown_table(exp: Experiment, summary: dict, policy_path: Optional[str], r
     ranked = [e for m, e in summary.items() if m != "law-twin"]
     best_means = {key: max((e[key][0] for e in ranked if not math.isnan(e[key][0])), default=math.nan)
                   for key, _ in columns}
-    seeds_text = ", ".join(map(str, exp.seeds))
+    seeds_text = ", ".join(map(str, reported(exp)[1]))
     lines = [f"## {exp.suite.title} ({exp.suite.paper}) — profile `{exp.cfg.profile}`", "",
              f"> **Profile `{exp.cfg.profile}`:** {p.label}.", "",
              f"- Setup: {exp.model}; {data.dataset} {_data_text(data, rows)}; batch {data.batch_size}, "
@@ -745,7 +755,7 @@ def write_report(exp: Experiment, policy_path: Optional[str]) -> dict:
     plots = make_plots(exp) if exp.cfg.plots and rows else []
     results = {"kind": "compare", "suite": exp.suite.name, "title": exp.suite.title, "paper": exp.suite.paper,
                "profile": exp.cfg.profile, "profile_label": exp.profile.label, "budget": exp.profile.budget,
-               "methods": exp.methods, "seeds": exp.seeds, "spec": json.loads(json.dumps(exp.spec(), default=str)),
+               "methods": reported(exp)[0], "seeds": reported(exp)[1], "spec": json.loads(json.dumps(exp.spec(), default=str)),
                "config": asdict(exp.cfg), "policy": policy_path, "report_epochs": list(exp.schedule.report_epochs()),
                "environment": environment_info(), "summary": summary, "runs": rows,
                "plots": [str(p) for p in plots]}
@@ -761,8 +771,9 @@ def write_report(exp: Experiment, policy_path: Optional[str]) -> dict:
 
 def _load_runs(exp: Experiment) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {}
-    for method in exp.methods:
-        for seed in exp.seeds:
+    methods, seeds = reported(exp)
+    for method in methods:
+        for seed in seeds:
             path = exp.run_dir(method, seed) / RESULTS
             if path.is_file():
                 results = json.loads(path.read_text())

@@ -47,12 +47,14 @@ def _tuple_item_type(tp: Any) -> type:
 
 
 def add_config_args(parser: argparse.ArgumentParser, cls: type, title: str | None = None,
-                    defaults: Any = None, exclude: tuple[str, ...] = ()) -> None:
+                    defaults: Any = None, exclude: tuple[str, ...] = (), default_text: str = "") -> None:
     """Add one ``--flag`` per field of dataclass ``cls`` to ``parser``.
 
     ``defaults`` (an instance of ``cls``) overrides the class defaults, so a
     preset can change what ``--help`` shows as default. ``exclude`` names
     fields another config of the same command already sets (e.g. one seed).
+    ``default_text`` replaces the shown defaults where they come from elsewhere
+    (``law apply`` takes them from the policy file).
     """
     group = parser.add_argument_group(title or cls.__name__)
     hints = typing.get_type_hints(cls)
@@ -63,7 +65,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, title: str | Non
         tp = hints[field.name]
         default = getattr(defaults, field.name) if defaults is not None else _default(field)
         # argparse %-formats help strings: a literal % in a docstring must be doubled.
-        help_text = f"{docs.get(field.name, '')} (default: {_show(default)})".replace("%", "%%")
+        shown = default_text or _show(default)
+        help_text = f"{docs.get(field.name, '')} (default: {shown})".replace("%", "%%")
         kwargs: dict[str, Any] = dict(dest=field.name, default=argparse.SUPPRESS, help=help_text)
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction

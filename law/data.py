@@ -179,6 +179,8 @@ class DataBundle:
     eval_batch_size: int
     augment: bool
     device: torch.device
+    bias: str = "none"
+    """The label noise and imbalance applied to the training split, as asked for (for logs)."""
     class_counts: torch.Tensor = field(init=False)
     """(num_classes,) long counts of the OBSERVED training labels (what a method may know)."""
 
@@ -225,14 +227,22 @@ class DataBundle:
         return ((batch.inputs, batch.targets) for batch in stream)
 
     def summary(self) -> dict:
-        """Sizes, realised noise and class counts, for logs and results files."""
+        """Sizes, the bias applied and what it did, for logs and results files."""
         return {
-            "dataset": self.name, "num_classes": self.num_classes,
-            "in_channels": self.in_channels, "image_size": self.image_size,
+            "name": self.name, "num_classes": self.num_classes,
             "train": len(self.train), "val": len(self.val), "test": len(self.test),
-            "noise_fraction": float(self.train.noise_mask.float().mean()) if len(self.train) else 0.0,
+            "bias": self.bias,
+            "noisy_fraction": float(self.train.noise_mask.float().mean()) if len(self.train) else 0.0,
             "class_counts": self.class_counts.tolist(),
         }
+
+    def describe(self) -> str:
+        """One line saying what a run trains on, printed by every command."""
+        s = self.summary()
+        counts = s["class_counts"]
+        return (f"data: {s['name']}, train {s['train']} / clean val {s['val']} / test {s['test']}; "
+                f"applied: {s['bias']} ({s['noisy_fraction']:.1%} of training labels differ from the truth; "
+                f"class sizes {min(counts)}-{max(counts)})")
 
 
 # ----------------------------------------------------------------------------------------
@@ -269,7 +279,19 @@ def load_data(cfg: DataConfig, seed: int, device: str | torch.device = "cpu") ->
     val, test = labeled(raw.train, val_idx), labeled(raw.test, test_idx)
     image_size = (raw.train.images.shape[-1] if raw.in_memory else cfg.image_size or 224)
     return DataBundle(train, val, test, num_classes, list(raw.class_names), train.store.in_channels,
-                      image_size, raw.name, cfg.batch_size, cfg.eval_batch_size, cfg.augment, device)
+                      image_size, raw.name, cfg.batch_size, cfg.eval_batch_size, cfg.augment, device,
+                      bias=describe_bias(cfg))
+
+
+def describe_bias(cfg: DataConfig) -> str:
+    """The label noise and imbalance ``cfg`` asks for, in words."""
+    noise = "no label noise" if cfg.noise == "none" or cfg.noise_rate == 0 else \
+        f"{cfg.noise} label noise at rate {cfg.noise_rate:g}"
+    imbalance = {"none": "no imbalance",
+                 "longtail": f"long-tail imbalance, ratio {cfg.imbalance_ratio:g}",
+                 "step": f"step imbalance, {cfg.step_minority_classes} minority classes at "
+                         f"{cfg.step_keep_fraction:g}"}[cfg.imbalance]
+    return f"{noise}, {imbalance}"
 
 
 def _load_source(cfg: DataConfig) -> RawDataset:

@@ -239,6 +239,17 @@ def load_image_folder(root: str, in_memory: str, decode_workers: int = 4) -> Raw
             + "Point --data-root at the folder that holds train/.")
     try:
         classes, class_to_idx = find_classes(str(train_dir))
+        test_classes, _ = find_classes(str(test_dir))
+    except FileNotFoundError as error:
+        raise DataError(f"imagefolder: {error}") from error
+    if test_classes != classes:
+        only_train = sorted(set(classes) - set(test_classes))
+        only_test = sorted(set(test_classes) - set(classes))
+        raise DataError(f"imagefolder: {train_dir} and {test_dir} must hold the same class folders; "
+                        + "; ".join(part for part in (
+                            f"only in train/: {', '.join(only_train)}" if only_train else "",
+                            f"only in {test_dir.name}/: {', '.join(only_test)}" if only_test else "") if part))
+    try:
         train = make_dataset(str(train_dir), class_to_idx, extensions=IMG_EXTENSIONS)
         test = make_dataset(str(test_dir), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     except FileNotFoundError as error:

@@ -287,9 +287,7 @@ def _report(rank: int, job: StageJob, bundle, history: list[dict], seconds: floa
         return
     results = {"kind": "train-data-parallel", "method": job.method.method, "seed": job.seed,
                "config": to_dict(job.data, job.optim, job.method) | {"model": job.model},
-               "dataset": {"name": bundle.name, "num_classes": bundle.num_classes, "train": len(bundle.train),
-                           "val": len(bundle.val), "test": len(bundle.test),
-                           "noisy_fraction": float(bundle.train.noise_mask.float().mean())},
+               "dataset": bundle.summary(),
                "summary": summarise(history), "history": history,
                "train_seconds": seconds}
     with tempfile.TemporaryDirectory() as folder:

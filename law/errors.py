@@ -17,5 +17,25 @@ class DataError(LawError):
     """A data set cannot be found, read or used as configured."""
 
 
-class TrainingDiverged(LawError, FloatingPointError):
+class TrainingFailed(LawError):
+    """Training stopped because the network is broken; ``status`` names how, ``history`` holds
+    the epochs trained before it (set by the training loop)."""
+
+    status = "failed"
+    history: list = []
+
+
+class TrainingDiverged(TrainingFailed, FloatingPointError):
     """A loss became NaN or infinite; training stops instead of going on silently."""
+
+    status = "diverged"
+
+
+class TrainingCollapsed(TrainingFailed):
+    """The network predicts one class for everything; training stops instead of going on silently."""
+
+    status = "collapsed"
+
+
+class Interrupted(LawError):
+    """Ctrl-C during a long run; the message says what was kept and how to continue."""

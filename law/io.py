@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
+
+from law.errors import ConfigError
 
 
 def _atomic_write(path: str | os.PathLike, write) -> Path:
@@ -47,15 +51,49 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
     return _atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def new_run_dir(output_dir: str, run_name: str, default_name: str) -> Path:
-    """``output_dir/run_name`` (or ``default_name``); refuses to reuse a non-empty folder."""
-    from law.errors import ConfigError
+def check_writable_dir(path: str | os.PathLike, field: str) -> Path:
+    """Refuse, before any work, a folder that cannot be made or written into.
 
-    path = Path(output_dir) / (run_name or default_name)
+    Nothing is created: the nearest existing ancestor must be a writable folder,
+    and ``path`` itself, if it exists, a folder.
+    """
+    path = Path(path).expanduser()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if path.exists() and not path.is_dir():
+        raise ConfigError(field, f"'{path}' is a file, not a folder; pass a folder")
+    if not existing.is_dir():
+        raise ConfigError(field, f"'{path}' cannot be made: '{existing}' is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(field, f"'{path}' cannot be made: no permission to write in '{existing}'")
+    return path
+
+
+def new_run_dir(output_dir: str, run_name: str, default_name: str) -> Path:
+    """``output_dir/run_name`` (or ``default_name``), checked but not made; refuses to reuse a
+    non-empty folder."""
+    check_writable_dir(output_dir, "output_dir")
+    path = Path(output_dir).expanduser() / (run_name or default_name)
+    check_writable_dir(path, "run_name")
     if path.exists() and any(path.iterdir()):
         raise ConfigError("run_name", f"run folder {path} already exists and is not empty; "
                                       "pick another --run-name or --output-dir")
     return path
+
+
+@contextmanager
+def run_folder(path: Path, keep: tuple[str, ...] = ("results.json",)) -> Iterator[Path]:
+    """Make the run folder; if the run fails before writing any of ``keep``, remove it again,
+    so a run that died at its start leaves no folder of TensorBoard debris behind."""
+    made = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    except BaseException:
+        if made and not any((path / name).exists() for name in keep):
+            shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def run_stamp() -> str:

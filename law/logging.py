@@ -54,6 +54,8 @@ class RunLogger:
         self.writer.add_scalar("train/loss", record["train"]["mean_loss"], step)
         self.writer.add_scalar("train/lr", record["lr"], step)
         for split in ("val", "test"):
+            if record[split] is None:  # no validation split
+                continue
             for metric in SCALAR_METRICS:
                 self.writer.add_scalar(f"{split}/{metric}", record[split][metric], step)
         log_weight_stats(self.writer, "weights", record["train"], weights, step)

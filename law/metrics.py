@@ -79,7 +79,8 @@ def one_vs_rest_log_odds(logits: torch.Tensor) -> torch.Tensor:
 
 
 def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict:
-    """accuracy, balanced_accuracy, per_class_recall, macro_f1, mean_auc, loss as Python floats.
+    """accuracy, balanced_accuracy, per_class_recall, macro_f1, mean_auc, loss as Python floats, and
+    predicted_classes, how many classes the model predicts for at least one sample.
 
     One device sync, at the end.
     """
@@ -106,8 +107,10 @@ def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, num_clas
         f1[f1_denominator > 0].mean(),
         auc.nanmean(),
         F.cross_entropy(logits, targets).double(),
+        (predicted > 0).sum().double(),
     ])
-    accuracy, balanced_accuracy, macro_f1, mean_auc, loss, *per_class_recall = torch.cat([summary, recall]).tolist()
+    accuracy, balanced_accuracy, macro_f1, mean_auc, loss, predicted_classes, *per_class_recall = torch.cat(
+        [summary, recall]).tolist()
     return {
         "accuracy": accuracy,
         "balanced_accuracy": balanced_accuracy,
@@ -115,4 +118,5 @@ def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, num_clas
         "macro_f1": macro_f1,
         "mean_auc": mean_auc,
         "loss": loss,
+        "predicted_classes": int(predicted_classes),
     }

@@ -7,6 +7,7 @@ by, the stage schedule it acts on and the whole task it was searched on
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Optional
 
@@ -36,8 +37,12 @@ def load_policy(path: str | Path) -> dict:
     """
     try:
         policy = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a truncated or foreign file: say what it is not
-        raise LawError(f"'{path}' is not a readable LAW policy file ({error})") from error
+    except pickle.UnpicklingError:  # torch's own advice (weights_only=False) would be wrong here
+        raise LawError(f"'{path}' is not a LAW policy file: it holds Python objects, and a policy file holds "
+                       "only tensors and plain values (write one with `law search`)") from None
+    except Exception as error:  # truncated, or not a torch file at all
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LawError(f"'{path}' is not a LAW policy file: torch cannot read it ({reason})") from None
     if not isinstance(policy, dict) or policy.get("format") != "law-policy":
         raise LawError(f"'{path}' is not a LAW policy file (written by `law search`)")
     check_feature_spec(policy["feature_spec"])

@@ -17,25 +17,27 @@ from law.trainer import OptimConfig
 
 
 def _quick() -> dict:
-    """Embedded data in a regime where weighting matters: an MLP on 2k easy synthetic
-    images with 40 % symmetric noise starts memorising the noisy labels within a few
-    stages, so the right stage-wise policy beats the unweighted reference."""
+    """Embedded data in a regime where weighting matters: an MLP on 2,000 synthetic images
+    with 60 % symmetric label noise memorises the noisy labels within two stages (training
+    loss 1.0 -> 0.05), so down-weighting high-loss samples beats the unweighted twin
+    (hand-set "down-weight from the start": +6.7 validation points, measured)."""
     return {
-        "SearchConfig": SearchConfig(episodes=30, workers=2),
+        # Common random numbers: 4 training seeds (each twin trained once), greedy
+        # evaluation on 2 other seeds after every 10 episodes; policy.pt is the best.
+        "SearchConfig": SearchConfig(episodes=60, workers=2, seed_pool=4, eval_every=10, eval_seeds=2),
         # A small budget, as in the CPU suites (see law.suites): search (theta_loss, b)
         # only, and pay each stage the change of the accuracy gap it made.
         "EnvConfig": EnvConfig(model="mlp", num_stages=8, warmup_stages=1, epochs_per_stage=2.0,
                                lr_drop_stages=(3,), keep_weights=True, features=("loss",),
                                reward="change", reward_k=0.0),
-        "DataConfig": DataConfig(dataset="synthetic", noise="symmetric", noise_rate=0.4,
+        "DataConfig": DataConfig(dataset="synthetic", noise="symmetric", noise_rate=0.6,
                                  synthetic_train_size=2500, synthetic_test_size=1000, val_size=500,
-                                 synthetic_image_size=32, synthetic_difficulty=0.3, augment=False,
-                                 batch_size=50,
-                                 eval_batch_size=500),
-        "OptimConfig": OptimConfig(lr=0.05, lr_schedule="constant"),
-        # Few transitions: pull the actor towards the safe centre (w = 1) rather than
-        # letting it run to a corner the critic only extrapolates to (see DDPGConfig).
-        "DDPGConfig": DDPGConfig(fdu_batch_size=256, action_penalty=0.5),
+                                 synthetic_image_size=32, synthetic_difficulty=0.6, augment=False,
+                                 batch_size=50, eval_batch_size=500),
+        "OptimConfig": OptimConfig(lr=0.01, lr_schedule="constant"),
+        # Plain DDPG: on this task the pull towards the centre (action_penalty 0.5) cost 1.4
+        # validation points in the search-quality benchmark (see README, "Search quality").
+        "DDPGConfig": DDPGConfig(fdu_batch_size=256),
     }
 
 
@@ -43,7 +45,8 @@ def _cifar_noisy(dataset: str) -> dict:
     """LAW paper, CIFAR with 40 % symmetric noise: 20k train / 5k val, 20 stages,
     lr 0.1 dropped /10 at stages 10, 13, 16, 8 workers."""
     return {
-        "SearchConfig": SearchConfig(episodes=200, workers=8, gpus_per_worker=0.5),
+        "SearchConfig": SearchConfig(episodes=200, workers=8, gpus_per_worker=0.5, seed_pool=8, eval_every=20,
+                                     eval_seeds=4),
         "EnvConfig": EnvConfig(model="resnet18", num_stages=20, warmup_stages=2, epochs_per_stage=10.0,
                                lr_drop_stages=(10, 13, 16), keep_weights=True),
         "DataConfig": DataConfig(dataset=dataset, noise="symmetric", noise_rate=0.4,

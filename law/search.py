@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,12 +47,12 @@ import torch
 
 from agents import DDPG, DDPGConfig, RandomSearch, TransitionBuffer
 from agents.policies import policy_from_state
-from envs import EnvConfig, StageWeightingEnv, plain_info
+from envs import EnvConfig, StageWeightingEnv, plain_info, require_validation
 from law.config import to_dict, validate_all
 from law.data import DataConfig, load_data
-from law.errors import ConfigError, LawError
+from law.errors import ConfigError, Interrupted, LawError
 from law.io import (atomic_save, atomic_write_json, atomic_write_text, environment_info,
-                    new_run_dir, run_stamp)
+                    new_run_dir, run_folder, run_stamp)
 from law.models import build_model
 from law.policy_file import policy_file
 from law.progress import ProgressLine
@@ -420,7 +421,11 @@ class Search:
         self.next_episode, self.rounds = state["next_episode"], state["rounds"]
         self.queue = [Episode.from_dict(e) for e in state["queue"]]
         # In-flight episodes resume where they were: their workers replay the recorded actions.
-        self.slots = [Episode.from_dict(e) if e else None for e in state["slots"]]
+        in_flight = [Episode.from_dict(e) for e in state["slots"] if e]
+        if len(state["slots"]) == len(self.slots):
+            self.slots = [Episode.from_dict(e) if e else None for e in state["slots"]]
+        else:  # another number of workers: in-flight episodes go first, to whichever worker is free
+            self.queue = in_flight + self.queue
         self.finished, self.evaluations = state["finished"], state["evaluations"]
         self.twins = {int(seed): twin for seed, twin in state["twins"].items()}
         self.worker_failures, self.replayed_stages = state["worker_failures"], state["replayed_stages"]
@@ -543,16 +548,44 @@ def summary_markdown(results: dict) -> str:
 
 
 def init_ray(address: str, num_cpus: Optional[float] = None) -> None:
-    """Join a cluster when an address is given (or RAY_ADDRESS is set), else start a local Ray."""
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a fresh local Ray.
+
+    Without an address Ray would join whatever cluster ``ray start`` last recorded on
+    this machine, even a dead one (and hang for minutes): a plain run never does.
+    An address that does not answer within seconds is a clear error, not a hang.
+    """
     import ray
 
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS", "")
     if address:
+        check_ray_address(address)
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """Refuse, within ``timeout`` seconds, a cluster address whose head does not answer."""
+    import socket
+    import tempfile
+
+    target = address
+    if address == "auto":
+        record = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if not record.is_file():
+            raise ConfigError("address", "'auto' found no Ray cluster started on this machine (ray start --head); "
+                                         "start one, pass its host:port, or leave --address out for a local Ray")
+        target = record.read_text().strip()
+    target = target.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError):
+        raise ConfigError("address", f"no Ray cluster answers at {target} (within {timeout:g} s); start its head "
+                                     "with `ray start --head`, fix --address, or leave it out to start a local "
+                                     "Ray") from None
 
 
 def _configs_from_saved(saved: dict) -> tuple:
@@ -563,49 +596,95 @@ def _configs_from_saved(saved: dict) -> tuple:
     return tuple(build(cls) for cls in (SearchConfig, EnvConfig, DataConfig, OptimConfig, DDPGConfig))
 
 
+OPERATIONAL = ("address", "workers", "cpus_per_worker", "gpus_per_worker", "max_worker_restarts", "progress")
+"""SearchConfig fields a resumed search may change: where and how it runs, not what it computes."""
+
+
 def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
            optim_cfg: OptimConfig, agent_cfg: DDPGConfig) -> dict:
-    """Run (or resume) a policy search; returns the results written to ``results.json``."""
-    import ray
-
-    resume = search_cfg.resume
-    if resume:
-        search_cfg.validate()
-        saved = torch.load(Path(resume) / CHECKPOINT, map_location="cpu", weights_only=True)
-        search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg = _configs_from_saved(saved["config"])
-        run_dir = Path(resume)
+    """Run a new policy search; returns the results written to ``results.json``."""
+    if search_cfg.resume:
+        raise ConfigError("resume", "search() starts new searches; continue one with resume_search(run_dir)")
     agent_cfg = dataclasses.replace(agent_cfg, seed=search_cfg.seed)  # one --seed seeds everything
     validate_all(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
-    if not resume:
-        preflight(env_cfg, data_cfg)
-        run_dir = new_run_dir(search_cfg.output_dir, search_cfg.run_name,
-                              f"{data_cfg.dataset}__law-search__{search_cfg.seed}__{run_stamp()}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-    run = Search(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg, run_dir)
-    if resume:
-        run.load_state_dict(saved)
+    require_validation(data_cfg)
+    if search_cfg.address or os.environ.get("RAY_ADDRESS"):
+        check_ray_address(search_cfg.address or os.environ["RAY_ADDRESS"])
+    run_dir = new_run_dir(search_cfg.output_dir, search_cfg.run_name,
+                          f"{data_cfg.dataset}__law-search__{search_cfg.seed}__{run_stamp()}")
+    preflight(env_cfg, data_cfg)
+    with run_folder(run_dir, keep=(CHECKPOINT,)):
+        run = Search(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg, run_dir)
+        return _run(run)
 
+
+def resume_search(run_dir: str | Path, **operational: Any) -> dict:
+    """Continue the interrupted search in ``run_dir`` where its last checkpoint left it.
+
+    ``operational`` may change the fields of OPERATIONAL (e.g. more workers on a
+    bigger machine); with the same workers the search ends bit for bit as an
+    uninterrupted one would have. A finished search raises SearchFinished.
+    """
+    unknown = sorted(set(operational) - set(OPERATIONAL))
+    if unknown:
+        raise ConfigError(unknown[0], f"a resumed search keeps its settings; only {', '.join(OPERATIONAL)} may "
+                                      f"change (got {', '.join(unknown)}); start a new search to change the rest")
+    run_dir = Path(run_dir)
+    SearchConfig(resume=str(run_dir)).validate()
+    if (run_dir / "results.json").is_file():
+        raise SearchFinished(run_dir)
+    saved = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg = _configs_from_saved(saved["config"])
+    search_cfg = dataclasses.replace(search_cfg, **operational)
+    validate_all(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
+    run = Search(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg, run_dir)
+    run.load_state_dict(saved)
+    return _run(run)
+
+
+class SearchFinished(LawError):
+    """--resume of a search that has finished: nothing to do."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        super().__init__(f"the search in {run_dir} has finished already (policy.pt, summary.md); "
+                         "nothing to resume")
+
+
+def _run(run: "Search") -> dict:
+    import ray
+
+    cfg, run_dir = run.cfg, run.run_dir
     # The learner's networks are tiny; more than one torch thread here only fights the
     # workers for cores (measured: FDU took 17 ms on 1 thread, 1.7 s on 2 beside 2 workers).
     torch.set_num_threads(1)
-    init_ray(search_cfg.address)
-    remote = ray.remote(EnvWorker).options(
-        num_cpus=search_cfg.cpus_per_worker, num_gpus=search_cfg.gpus_per_worker,
-        max_restarts=search_cfg.max_worker_restarts, max_task_retries=0)
-    threads = max(1, int(search_cfg.cpus_per_worker))
-    recurring_seeds = search_cfg.seed_pool + search_cfg.eval_seeds  # their warm-ups are kept too
-    workers = [remote.remote(env_cfg, data_cfg, optim_cfg, threads, search_cfg.gpus_per_worker > 0, recurring_seeds)
-               for _ in range(search_cfg.workers)]
-    logger = SearchLogger(run_dir, run.config)
-    bar = ProgressLine(search_cfg.episodes, f"search ({search_cfg.agent})", enabled=search_cfg.progress)
+    logger = bar = None
+    workers: list = []
     try:
+        init_ray(cfg.address)
+        remote = ray.remote(EnvWorker).options(
+            num_cpus=cfg.cpus_per_worker, num_gpus=cfg.gpus_per_worker,
+            max_restarts=cfg.max_worker_restarts, max_task_retries=0)
+        threads = max(1, int(cfg.cpus_per_worker))
+        recurring_seeds = cfg.seed_pool + cfg.eval_seeds  # their warm-ups are kept too
+        workers = [remote.remote(run.env_cfg, run.data_cfg, run.optim_cfg, threads, cfg.gpus_per_worker > 0,
+                                 recurring_seeds) for _ in range(cfg.workers)]
+        logger = SearchLogger(run_dir, run.config)
+        bar = ProgressLine(cfg.episodes, f"search ({cfg.agent})", enabled=cfg.progress)
         run.run(workers, logger, bar)
+    except KeyboardInterrupt:
+        if (run_dir / CHECKPOINT).is_file():
+            raise Interrupted(f"interrupted; the search is checkpointed in {run_dir} "
+                                    f"({len(run.finished)} of {cfg.episodes} episodes finished). "
+                                    f"Continue it with: law search --resume {run_dir}") from None
+        raise Interrupted("interrupted before the first checkpoint; nothing was kept") from None
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
         for worker in workers:
             ray.kill(worker)
 
-    atomic_save(evaluated_policy_file(run.evaluations[-1], env_cfg, run.config, search_cfg.episodes),
+    atomic_save(evaluated_policy_file(run.evaluations[-1], run.env_cfg, run.config, cfg.episodes),
                 run_dir / LAST_POLICY)
     results = run.results()
     atomic_write_text(summary_markdown(results), run_dir / "summary.md")
@@ -620,3 +699,4 @@ def preflight(env_cfg: EnvConfig, data_cfg: DataConfig) -> None:
     workers that cannot build their env. Loading once also fills the decode cache."""
     bundle = load_data(data_cfg, seed=env_cfg.data_seed, device="cpu")
     build_model(env_cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size)
+    print(bundle.describe(), file=sys.stderr)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import time
 from dataclasses import dataclass
 
@@ -10,15 +11,15 @@ import torch
 
 from law.config import to_dict, validate_all
 from law.data import DataBundle, DataConfig, load_data
-from law.errors import ConfigError
-from law.io import atomic_write_json, environment_info, new_run_dir, run_stamp
+from law.errors import ConfigError, TrainingFailed
+from law.io import atomic_write_json, environment_info, new_run_dir, run_folder, run_stamp
 from law.logging import RunLogger
 from law.methods import MethodConfig, build_weighter
 from law.models import MODEL_NAMES, build_model
 from law.progress import ProgressLine
 from law.stats import WeightStats
-from law.trainer import (DivergenceGuard, OptimConfig, evaluate, learning_rate, make_optimizer,
-                         set_lr, train_step)
+from law.trainer import (CollapseGuard, DivergenceGuard, OptimConfig, evaluate, learning_rate,
+                         make_optimizer, set_lr, train_step)
 from law.weighting import Progress, Weighter
 
 
@@ -79,53 +80,68 @@ def amp_dtype(run: RunConfig, device: torch.device) -> torch.dtype | None:
 
 def fit(model: torch.nn.Module, bundle: DataBundle, weighter: Weighter, optim_cfg: OptimConfig,
         run: RunConfig, logger: RunLogger, device: torch.device) -> list[dict]:
-    """Train ``model`` for ``run.epochs`` epochs; returns one metrics dict per epoch."""
+    """Train ``model`` for ``run.epochs`` epochs; returns one metrics dict per epoch.
+
+    A diverged or collapsed network stops the run with TrainingFailed, whose
+    ``history`` holds the epochs trained before it.
+    """
     optimizer = make_optimizer(model, optim_cfg)
     stream = bundle.train_stream(run.seed)
     noise_mask = bundle.train.noise_mask.to(device)
     stats = WeightStats(bundle.num_classes, device)
-    guard = DivergenceGuard(device)
+    guard, collapse = DivergenceGuard(device), CollapseGuard()
     dtype = amp_dtype(run, device)
     steps, epochs = stream.steps_per_epoch, run.epochs
     bar = ProgressLine(epochs, "train", enabled=run.progress)
     history: list[dict] = []
-    for epoch in range(epochs):
-        stats.reset()
-        started = time.perf_counter()
-        for step in range(steps):
-            progress = Progress(step=epoch * steps + step, epoch=epoch + step / steps, total_epochs=epochs)
-            set_lr(optimizer, learning_rate(optim_cfg, progress.epoch, epochs))
-            batch = next(stream)
-            result = train_step(model, optimizer, weighter, batch.inputs, batch.targets, progress, dtype)
-            guard.observe(result.loss)
-            stats.update(result.losses, result.weights, batch.targets, noise_mask[batch.indices])
-        guard.check(f"epoch {epoch + 1}")  # the per-epoch sync point
-        seconds = time.perf_counter() - started
-        record = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "train": stats.summary(),
-            "val": evaluate(model, bundle.eval_batches("val"), bundle.num_classes),
-            "test": evaluate(model, bundle.eval_batches("test"), bundle.num_classes),
-            "seconds": seconds,
-            "images_per_second": steps * batch.targets.numel() / seconds,
-        }
-        history.append(record)
-        logger.log_epoch(record, stats.all_weights())
-        bar.update(epoch + 1, f"loss {record['train']['mean_loss']:.3f} "
-                              f"val {record['val']['accuracy']:.3f} test {record['test']['accuracy']:.3f}")
+    try:
+        for epoch in range(epochs):
+            stats.reset()
+            started = time.perf_counter()
+            for step in range(steps):
+                progress = Progress(step=epoch * steps + step, epoch=epoch + step / steps, total_epochs=epochs)
+                set_lr(optimizer, learning_rate(optim_cfg, progress.epoch, epochs))
+                batch = next(stream)
+                result = train_step(model, optimizer, weighter, batch.inputs, batch.targets, progress, dtype)
+                guard.observe(result.loss)
+                stats.update(result.losses, result.weights, batch.targets, noise_mask[batch.indices])
+            guard.check(f"epoch {epoch + 1}")  # the per-epoch sync point
+            seconds = time.perf_counter() - started
+            record = {
+                "epoch": epoch + 1,
+                "lr": optimizer.param_groups[0]["lr"],
+                "train": stats.summary(),
+                "val": evaluate(model, bundle.eval_batches("val"), bundle.num_classes),
+                "test": evaluate(model, bundle.eval_batches("test"), bundle.num_classes),
+                "seconds": seconds,
+                "images_per_second": steps * batch.targets.numel() / seconds,
+            }
+            history.append(record)
+            logger.log_epoch(record, stats.all_weights())
+            bar.update(epoch + 1, f"loss {record['train']['mean_loss']:.3f} "
+                                  + (f"val {record['val']['accuracy']:.3f} " if record["val"] else "")
+                                  + f"test {record['test']['accuracy']:.3f}")
+            collapse.observe(record["val"], f"epoch {epoch + 1}")
+    except TrainingFailed as failure:
+        failure.history = history
+        raise
     return history
 
 
 def summarise(history: list[dict]) -> dict:
-    """Best and last epoch figures, as the papers report them."""
+    """Best and last epoch figures, as the papers report them (None before any epoch);
+    "test at best val" needs a validation split."""
+    if not history:
+        return None
     last = history[-1]
     best = max(history, key=lambda r: r["test"]["accuracy"])
-    best_val = max(history, key=lambda r: r["val"]["accuracy"])
+    with_val = [r for r in history if r.get("val")]
+    best_val = max(with_val, key=lambda r: r["val"]["accuracy"]) if with_val else None
     return {
         "last": {k: last["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "mean_auc")},
         "best": {"accuracy": best["test"]["accuracy"], "epoch": best["epoch"]},
-        "test_at_best_val": {"accuracy": best_val["test"]["accuracy"], "epoch": best_val["epoch"]},
+        "test_at_best_val": {"accuracy": best_val["test"]["accuracy"], "epoch": best_val["epoch"]}
+        if best_val else None,
     }
 
 
@@ -139,6 +155,7 @@ def train(run: RunConfig, data: DataConfig, optim: OptimConfig, method: MethodCo
                            f"{data.dataset}__{method.method}__{run.seed}__{run_stamp()}")
     seed_everything(run.seed)
     bundle = load_data(data, seed=run.seed, device=device)
+    print(bundle.describe(), file=sys.stderr)
     weighter = build_weighter(method, bundle.class_counts)
     if weighter.needs_meta_batch and method.meta_size > len(bundle.val):
         raise ConfigError("meta_size", f"the meta set ({method.meta_size}) is larger than the "
@@ -149,19 +166,20 @@ def train(run: RunConfig, data: DataConfig, optim: OptimConfig, method: MethodCo
     seed_everything(run.seed)
     model = build_model(run.model, bundle.num_classes, bundle.in_channels, bundle.image_size).to(device)
     config = to_dict(run, data, optim, method)
-    with RunLogger(run_path, config) as logger:
-        history = fit(model, bundle, weighter, optim, run, logger, device)
-    results = {
-        "kind": "train",
-        "config": config,
-        "seed": run.seed,
-        "environment": environment_info(),
-        "dataset": {"name": bundle.name, "num_classes": bundle.num_classes,
-                    "train": len(bundle.train), "val": len(bundle.val), "test": len(bundle.test),
-                    "noisy_fraction": float(bundle.train.noise_mask.float().mean())},
-        "summary": summarise(history),
-        "history": history,
-    }
-    atomic_write_json(results, run_path / "results.json")
+    with run_folder(run_path), RunLogger(run_path, config) as logger:
+        def write(history: list[dict], status: str, error: str = "") -> dict:
+            results = {"kind": "train", "status": status, "config": config, "seed": run.seed,
+                       "environment": environment_info(), "dataset": bundle.summary(),
+                       "summary": summarise(history), "history": history}
+            if error:
+                results["error"] = error
+            atomic_write_json(results, run_path / "results.json")
+            return results
+
+        try:
+            results = write(fit(model, bundle, weighter, optim, run, logger, device), "finished")
+        except TrainingFailed as failure:  # kept, marked, then reported by the caller
+            write(failure.history, failure.status, str(failure))
+            raise
     results["run_dir"] = str(run_path)
     return results

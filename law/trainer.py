@@ -12,7 +12,7 @@ from typing import Iterable, NamedTuple
 import torch
 from torch import nn
 
-from law.errors import ConfigError, TrainingDiverged
+from law.errors import ConfigError, TrainingCollapsed, TrainingDiverged
 from law.metrics import classification_metrics
 from law.weighting import Progress, Weighter, weighted_loss
 
@@ -123,10 +123,29 @@ class DivergenceGuard:
                 "check the data for corrupt inputs, or disable --amp.")
 
 
+class CollapseGuard:
+    """Notices a network that predicts one class for every validation sample, evaluation
+    after evaluation (e.g. a weighting that starved all other classes), and stops the run
+    as the divergence guard does, instead of letting it finish as a success."""
+
+    def __init__(self, patience: int = 3):
+        self.patience, self.streak = patience, 0
+
+    def observe(self, metrics: dict | None, where: str) -> None:
+        if metrics is None:  # no validation split: nothing to judge by
+            return
+        self.streak = self.streak + 1 if metrics["predicted_classes"] == 1 else 0
+        if self.streak >= self.patience:
+            raise TrainingCollapsed(
+                f"the network predicts one class for every validation sample, {self.patience} evaluations "
+                f"in a row ({where}): it has collapsed. Lower --lr, or check the method's settings.")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
              num_classes: int) -> dict:
-    """Metrics of ``model`` over ``batches``; the model's train/eval mode is restored."""
+    """Metrics of ``model`` over ``batches`` (None for an empty split); the model's train/eval
+    mode is restored."""
     was_training = model.training
     model.eval()
     logits, targets = [], []
@@ -134,4 +153,6 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
         logits.append(model(x).float())
         targets.append(y)
     model.train(was_training)
+    if not logits:
+        return None
     return classification_metrics(torch.cat(logits), torch.cat(targets), num_classes)

@@ -47,7 +47,7 @@ from law.errors import ConfigError, LawError  # noqa: E402
 from law.io import atomic_save, atomic_write_json, atomic_write_text, environment_info  # noqa: E402
 from law.policy_file import load_policy, policy_env_config, policy_file, policy_task  # noqa: E402
 from law.presets import search_preset  # noqa: E402
-from law.search import AGENTS, CHECKPOINT, search  # noqa: E402
+from law.search import AGENTS, CHECKPOINT, resume_search, search  # noqa: E402
 
 SEARCH_SECTIONS = ("SearchConfig", "EnvConfig", "DataConfig", "OptimConfig", "DDPGConfig")
 
@@ -63,6 +63,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--eval-seeds", default="1,2,3",
                         help="episode seeds each final policy is run on (none of the search's own seeds)")
     parser.add_argument("--episodes", type=int, default=0, help="training episodes per search (0: the task's)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="change one setting of the task, e.g. OptimConfig.lr=0.05 (repeatable)")
+    parser.add_argument("--name", default="", help="results folder under --output-dir (default: the task)")
     parser.add_argument("--jobs", type=int, default=2, help="evaluation runs at a time (one thread each)")
     parser.add_argument("--output-dir", default="runs/bench_search_quality")
     parser.add_argument("--no-plots", dest="plots", action="store_false")
@@ -90,7 +93,28 @@ def task_configs(args) -> tuple:
                                                                 data_root=args.data_root)))
     if args.episodes:
         configs = (dataclasses.replace(configs[0], episodes=args.episodes),) + configs[1:]
-    return configs
+    return apply_overrides(configs, args.overrides)
+
+
+def apply_overrides(configs: tuple, overrides: list[str]) -> tuple:
+    """``SECTION.FIELD=VALUE`` settings (the value parsed as JSON, else taken as text)."""
+    configs = list(configs)
+    for item in overrides:
+        key, _, text = item.partition("=")
+        section, _, name = key.partition(".")
+        if section not in SEARCH_SECTIONS or not text:
+            raise ConfigError("set", f"give SECTION.FIELD=VALUE with SECTION one of {', '.join(SEARCH_SECTIONS)}, "
+                                     f"got '{item}'")
+        index = SEARCH_SECTIONS.index(section)
+        if name not in {f.name for f in dataclasses.fields(configs[index])}:
+            raise ConfigError("set", f"{section} has no field '{name}'")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        configs[index] = dataclasses.replace(configs[index], **{name: tuple(value) if isinstance(value, list)
+                                                                else value})
+    return tuple(configs)
 
 
 # ----------------------------------------------------------------------------------------
@@ -102,11 +126,13 @@ def run_search(configs: tuple, agent: str, seed: int, folder: Path, progress: bo
     run_dir = folder / f"{agent}__seed{seed}"
     if (run_dir / "results.json").is_file():
         return json.loads((run_dir / "results.json").read_text())
-    search_cfg = dataclasses.replace(configs[0], agent=agent, seed=seed, output_dir=str(folder),
-                                     run_name=run_dir.name, progress=progress,
-                                     resume=str(run_dir) if (run_dir / CHECKPOINT).is_file() else "")
     started = time.perf_counter()
-    results = search(search_cfg, *configs[1:])
+    if (run_dir / CHECKPOINT).is_file():
+        results = resume_search(run_dir, progress=progress)
+    else:
+        search_cfg = dataclasses.replace(configs[0], agent=agent, seed=seed, output_dir=str(folder),
+                                         run_name=run_dir.name, progress=progress)
+        results = search(search_cfg, *configs[1:])
     results["wall_seconds"] = time.perf_counter() - started  # of this call (a resumed search: the rest)
     atomic_write_json({k: v for k, v in results.items() if k != "run_dir"}, run_dir / "results.json")
     return results
@@ -214,7 +240,8 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict) -> 
         rows.append((label, f"{len(val)} seeds", fmt(val), fmt(test), "", "", ""))
         summary[f"hand-set: {name}"] = {"val_gap": mean_std(val), "test_gap": mean_std(test)}
     summary["best_hand_set"] = best
-    task = args.task if args.task == "quick" else f"{args.task} / {args.profile}"
+    task = (args.task if args.task == "quick" else f"{args.task} / {args.profile}") + "".join(
+        f", {item}" for item in args.overrides)
     lines = [f"### Search quality: {task}", "",
              f"Final gap of the greedy policy over its unweighted twin, in accuracy points, run as "
              f"`law apply --policy P --seed S` on episode seeds {', '.join(map(str, eval_seeds))} (never seen by "
@@ -254,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         search_seeds = parse_ints(args.search_seeds, "search_seeds")
         eval_seeds = parse_ints(args.eval_seeds, "eval_seeds")
         configs = task_configs(args)
-        out = Path(args.output_dir) / (args.task if args.task == "quick" else f"{args.task}__{args.profile}")
+        out = Path(args.output_dir) / (args.name or (args.task if args.task == "quick"
+                                                    else f"{args.task}__{args.profile}"))
         searches = {agent: {seed: run_search(configs, agent, seed, out / "searches", args.progress)
                             for seed in search_seeds} for agent in agents}
         policies = {f"{agent}__seed{seed}": runs[seed]["policy"] for agent, runs in searches.items()

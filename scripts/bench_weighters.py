@@ -57,6 +57,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, default=20, help="timed rounds (one step of every method each)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="device of the timed steps (cpu, cuda)")
     parser.add_argument("--batch-size", type=int, default=128, help="training and clean batch size")
     parser.add_argument("--memory-steps", type=int, default=3, help="steps per method in the memory subprocesses")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
@@ -65,13 +66,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
-def make_batches(batch_size: int, seed: int = 0):
+def make_batches(batch_size: int, seed: int = 0, device: str = "cpu"):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch_size, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (batch_size,), generator=g)
     xm = torch.randn(batch_size, 3, 32, 32, generator=g)
     ym = torch.randint(0, 10, (batch_size,), generator=g)
-    return x, y, xm, ym
+    return tuple(t.to(device) for t in (x, y, xm, ym))
 
 
 def make_step(method: str, model: torch.nn.Module, batches) -> Callable[[], object]:
@@ -98,9 +99,10 @@ def fresh_model() -> torch.nn.Module:
 
 
 def time_steps(args) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Per-step (wall, CPU) seconds of every method, interleaved."""
-    batches = make_batches(args.batch_size)
-    model = fresh_model()
+    """Per-step (wall, CPU) seconds of every method, interleaved (synchronised on CUDA)."""
+    device = torch.device(getattr(args, "device", "cpu"))
+    batches = make_batches(args.batch_size, device=device)
+    model = fresh_model().to(device)
     steps = {m: make_step(m, copy.deepcopy(model), batches) for m in METHODS}
     wall: dict[str, list[float]] = {m: [] for m in METHODS}
     cpu: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -109,6 +111,8 @@ def time_steps(args) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         for method in order:
             wall_start, cpu_start = time.perf_counter(), time.process_time()
             steps[method]()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             if round_ >= args.warmup:
                 wall[method].append(time.perf_counter() - wall_start)
                 cpu[method].append(time.process_time() - cpu_start)

@@ -360,6 +360,13 @@ def test_missing_mnist_and_imagefolder_roots(tmp_path):
         load_data(DataConfig(dataset="imagefolder", data_root=str(tmp_path / "missing")), seed=0)
 
 
+def test_imagefolder_with_other_classes_in_test_is_refused_naming_them(tmp_path):
+    write_image_tree(tmp_path / "tree", side=8)
+    (tmp_path / "tree" / "test" / "emu").rename(tmp_path / "tree" / "test" / "yak")
+    with pytest.raises(DataError, match="only in train/: emu; only in test/: yak"):
+        load_data(DataConfig(dataset="imagefolder", data_root=str(tmp_path / "tree"), val_size=3), seed=0)
+
+
 def test_too_large_subsets_fail_before_training():
     with pytest.raises(DataError, match="--train-size"):
         load_data(DataConfig(train_size=10_000, **TINY), seed=0)

@@ -47,7 +47,8 @@ def test_classification_metrics_worked_example():
     assert m["balanced_accuracy"] == pytest.approx(13 / 18)
     assert m["macro_f1"] == pytest.approx(59 / 90)
     assert m["loss"] == pytest.approx(F.cross_entropy(logits, TARGETS).item())
-    assert all(type(v) is float for k, v in m.items() if k != "per_class_recall")
+    assert all(type(v) is float for k, v in m.items() if k not in ("per_class_recall", "predicted_classes"))
+    assert m["predicted_classes"] == 3
 
 
 def test_absent_classes():
