@@ -532,5 +532,6 @@ class DDPG:
             "obs_extra_dim": self.obs_extra_dim,
             "action_low": self.action_low.tolist(),
             "action_high": self.action_high.tolist(),
-            "weights": {k: v.detach().cpu() for k, v in self.actor.state_dict().items()},
+            # clone: on the CPU .cpu() is the live parameter, and a policy is a snapshot
+            "weights": {k: v.detach().cpu().clone() for k, v in self.actor.state_dict().items()},
         }

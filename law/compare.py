@@ -53,7 +53,7 @@ import torch
 from law.config import add_config_args, config_from_args, to_dict
 from law.data import DataConfig
 from law.errors import ConfigError, LawError, TrainingFailed
-from law.io import atomic_write_json, atomic_write_text, environment_info
+from law.io import atomic_write_json, atomic_write_text, check_writable_dir, environment_info
 from law.methods import METHODS
 from law.models import MODEL_NAMES
 from law.suites import PROFILES, Profile, Suite, get_suite, resolve_data
@@ -128,6 +128,7 @@ class CompareConfig:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.jobs < 1:
             raise ConfigError("jobs", f"must be >= 1, got {self.jobs}")
+        check_writable_dir(self.output_dir, "output_dir")
 
 
 def parse_methods(text: str) -> list[str]:

@@ -32,6 +32,7 @@ import torch
 from law.datasets import (RawDataset, RawSplit, cache_dir, load_cifar, load_image_folder, load_mnist,
                           make_synthetic)
 from law.errors import ConfigError, DataError
+from law.io import check_writable_dir
 from law.loaders import (Batch, BatchStream, FileImages, ImageStore, TensorImages, crop_and_flip,
                          derive_seed, seeded_generator)
 from law.noise import (IMBALANCE_KINDS, NOISE_KINDS, corrupt_labels, imbalance_counts,
@@ -141,6 +142,8 @@ class DataConfig:
         need(self.synthetic_test_size >= 1, "synthetic_test_size", f"must be >= 1, got {self.synthetic_test_size}")
         need(self.synthetic_difficulty >= 0.0, "synthetic_difficulty",
              f"must be >= 0, got {self.synthetic_difficulty}")
+        if self.dataset == "imagefolder":  # small images are decoded once into this cache
+            check_writable_dir(cache_dir(), "LAW_CACHE_DIR")
 
 
 @dataclass

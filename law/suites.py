@@ -169,7 +169,7 @@ def _smoke_data(**fields) -> DataConfig:
 NOISY = dict(noise="symmetric", noise_rate=0.4)
 
 # The CPU regime. Label-noise weighting only pays once plain CE memorises the noisy
-# labels (DESIGN.md, "Benchmark regime": 5k images, 60 epochs, crop+flip, drop at 70 %
+# labels (docs/design.md, "Benchmark regime": 5k images, 60 epochs, crop+flip, drop at 70 %
 # memorises, but one CE run takes ~6.5 min, ~6 h for a whole comparison). Measured
 # here on the CIFAR-10 images (small_cnn, 40 % noise, 2k train / 2k test, one seed):
 #

@@ -128,7 +128,7 @@ class CollapseGuard:
     after evaluation (e.g. a weighting that starved all other classes), and stops the run
     as the divergence guard does, instead of letting it finish as a success."""
 
-    def __init__(self, patience: int = 3):
+    def __init__(self, patience: int = 5):
         self.patience, self.streak = patience, 0
 
     def observe(self, metrics: dict | None, where: str) -> None:
@@ -138,7 +138,8 @@ class CollapseGuard:
         if self.streak >= self.patience:
             raise TrainingCollapsed(
                 f"the network predicts one class for every validation sample, {self.patience} evaluations "
-                f"in a row ({where}): it has collapsed. Lower --lr, or check the method's settings.")
+                f"in a row ({where}): it has collapsed to a constant predictor. Lower --lr, or check the "
+                "method's settings and how imbalanced the data is.")
 
 
 @torch.no_grad()

@@ -257,6 +257,15 @@ def test_policy_file_rebuilds_the_greedy_actor(tmp_path):
     assert "critics" not in agent.actor_state()
 
 
+def test_the_greedy_policy_is_a_snapshot_that_later_updates_leave_alone():
+    agent = DDPG(3, LOW, HIGH, DDPGConfig(embed_dim=8))
+    snapshot = agent.greedy_state()
+    before = {k: v.clone() for k, v in snapshot["actor"]["weights"].items()}
+    agent.update(random_buffer(stages=3))
+    assert all(torch.equal(before[k], v) for k, v in snapshot["actor"]["weights"].items())
+    assert not all(torch.equal(before[k], v) for k, v in agent.actor_state()["weights"].items())
+
+
 def test_buffer_save_load_round_trip_is_atomic_and_weights_only(tmp_path):
     buffer = random_buffer(n=300)
     path = tmp_path / "sub" / "buffer.pt"

@@ -181,6 +181,14 @@ def test_compare_end_to_end_is_fair_and_resumable(tmp_path, policy):
     assert (killed / "results.json").is_file()
     assert again["summary"]["ce"]["last"] == results["summary"]["ce"]["last"]
 
+    # A re-run with fewer methods and seeds still reports every finished run of the comparison.
+    subset = compare(smoke(tmp_path, policy, methods="ce", seeds="0"))
+    assert {(r["method"], r["seed"]) for r in subset["runs"]} == set(runs)
+    assert subset["summary"]["cb"]["last"] == again["summary"]["cb"]["last"] and subset["seeds"] == [0, 1]
+    assert "| CB | 2 |" in (out / "table.md").read_text()
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 8
+
     # Other settings in the same folder are refused.
     with pytest.raises(ConfigError, match="other settings"):
         compare(smoke(tmp_path, policy, model="small_cnn"))
