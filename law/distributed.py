@@ -180,15 +180,6 @@ def _shard_stream(bundle, seed: int, rank: int, world: int):
     return stream, bundle.train.noise_mask[shard]
 
 
-def _all_reduce_stats(stats) -> None:
-    import torch.distributed as torch_dist
-
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        for tensor in (stats.loss_sum, stats.samples, stats.class_weight_sum, stats.class_count,
-                       stats.noisy_weight_sum, stats.noisy_count):
-            torch_dist.all_reduce(tensor)
-
-
 def _broadcast_action(action: torch.Tensor) -> torch.Tensor:
     import torch.distributed as torch_dist
 
@@ -260,7 +251,7 @@ def _worker_loop(config: dict) -> None:
             guard.observe(result.loss)
             stats.update(result.losses, result.weights, batch.targets, noise_mask[batch.indices])
         guard.check(f"stage {stage} on worker {rank}")
-        _all_reduce_stats(stats)  # a collective: every worker reaches it once per stage
+        stats.all_reduce()  # a collective: every worker reaches it once per stage
         if rank == 0:
             net = getattr(model, "module", model)
             val = evaluate(net, bundle.eval_batches("val"), bundle.num_classes)

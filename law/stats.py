@@ -6,6 +6,7 @@ called once per epoch or stage. That keeps the hot loop free of ``.item()``.
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 
 
 class WeightStats:
@@ -57,6 +58,23 @@ class WeightStats:
             self.noisy_count.index_add_(0, group, torch.ones_like(w))
         if self.keep_weights:
             self._weights.append(weights.detach().float())
+
+    def accumulators(self) -> list[torch.Tensor]:
+        """Every running sum of the statistics (what data-parallel workers add up)."""
+        return [self.loss_sum, self.samples, self.class_weight_sum, self.class_count, self.noisy_weight_sum,
+                self.noisy_count, self.effective_fraction_sum, self.batches]
+
+    def all_reduce(self) -> None:
+        """Sum the statistics over the workers of a data-parallel run, so every worker's
+        summary describes the whole batch, not its own shard. A collective: every worker
+        calls it, at the same point; without a process group it does nothing."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        for tensor in self.accumulators():
+            dist.all_reduce(tensor)
+        nonfinite = self.nonfinite.to(torch.float64)
+        dist.all_reduce(nonfinite)
+        self.nonfinite = nonfinite > 0
 
     def all_weights(self) -> torch.Tensor:
         """Every weight seen since the last reset, for histograms."""
