@@ -32,6 +32,7 @@ import torch
 from law.datasets import (RawDataset, RawSplit, cache_dir, load_cifar, load_image_folder, load_mnist,
                           make_synthetic)
 from law.errors import ConfigError, DataError
+from law.human_labels import LABEL_SETS, human_labels
 from law.io import check_writable_dir
 from law.loaders import (Batch, BatchStream, FileImages, ImageStore, TensorImages, crop_and_flip,
                          derive_seed, seeded_generator)
@@ -58,9 +59,13 @@ class DataConfig:
     download: bool = False
     """Let torchvision download CIFAR/MNIST into --data-root when the files are missing (needs internet)."""
     noise: str = "none"
-    """Label noise on the training split: none, symmetric (uniform over all classes, may keep the true one), pair (c -> c+1 mod C)."""
+    """Label noise on the training split: none, symmetric (uniform over all classes, may keep the true one), pair (c -> c+1 mod C), cifar10n (real human labels, CIFAR-10 only)."""
     noise_rate: float = 0.4
     """Probability that a training label is resampled (symmetric) or flipped (pair)."""
+    noise_label: str = "worse"
+    """cifar10n: which human label set: worse (40 % wrong), aggre (9 %), random1, random2, random3 (17-18 %)."""
+    noise_file: str = ""
+    """cifar10n: path to the published label file CIFAR-10_human.pt."""
     imbalance: str = "none"
     """Class imbalance of the training split: none, longtail (exponential, Cui et al.), step (minority classes 0..k-1)."""
     imbalance_ratio: float = 100.0
@@ -119,6 +124,12 @@ class DataConfig:
              f"{self.dataset} cannot be downloaded; drop --download")
         need(self.noise in NOISE_KINDS, "noise", f"unknown noise {self.noise!r}; known: {', '.join(NOISE_KINDS)}")
         need(0.0 <= self.noise_rate <= 1.0, "noise_rate", f"must be in [0, 1], got {self.noise_rate}")
+        if self.noise == "cifar10n":
+            need(self.noise_label in LABEL_SETS, "noise_label",
+                 f"unknown CIFAR-10N label set {self.noise_label!r}; known: {', '.join(LABEL_SETS)}")
+            need(bool(self.noise_file), "noise_file", "cifar10n needs --noise-file PATH/CIFAR-10_human.pt")
+            need(self.dataset in ("cifar10", "imagefolder"), "noise",
+                 f"cifar10n labels CIFAR-10 (--dataset cifar10, or an imagefolder tree of it), not {self.dataset}")
         need(self.imbalance in IMBALANCE_KINDS, "imbalance",
              f"unknown imbalance {self.imbalance!r}; known: {', '.join(IMBALANCE_KINDS)}")
         need(self.imbalance_ratio >= 1.0, "imbalance_ratio",
@@ -266,7 +277,10 @@ def load_data(cfg: DataConfig, seed: int, device: str | torch.device = "cpu") ->
     train_idx = _impose_imbalance(pool, train_idx, num_classes, cfg, seed)
     train_idx = _stratified_subset(pool, train_idx, num_classes, cfg.train_size, seed, "train")
     clean = pool[train_idx]
-    noisy = corrupt_labels(clean, num_classes, cfg.noise, cfg.noise_rate, seeded_generator(seed, "noise"))
+    if cfg.noise == "cifar10n":  # real human labels; the clean ones stay the truth (noise mask)
+        noisy = human_labels(cfg.noise_file, cfg.noise_label, raw.name, pool, raw.class_names)[train_idx]
+    else:
+        noisy = corrupt_labels(clean, num_classes, cfg.noise, cfg.noise_rate, seeded_generator(seed, "noise"))
     test_idx = _stratified_subset(raw.test.labels, torch.arange(len(raw.test)), num_classes,
                                   cfg.test_size, seed, "test")
 
@@ -288,8 +302,12 @@ def load_data(cfg: DataConfig, seed: int, device: str | torch.device = "cpu") ->
 
 def describe_bias(cfg: DataConfig) -> str:
     """The label noise and imbalance ``cfg`` asks for, in words."""
-    noise = "no label noise" if cfg.noise == "none" or cfg.noise_rate == 0 else \
-        f"{cfg.noise} label noise at rate {cfg.noise_rate:g}"
+    if cfg.noise == "cifar10n":
+        noise = f"CIFAR-10N human labels '{cfg.noise_label}'"
+    elif cfg.noise == "none" or cfg.noise_rate == 0:
+        noise = "no label noise"
+    else:
+        noise = f"{cfg.noise} label noise at rate {cfg.noise_rate:g}"
     imbalance = {"none": "no imbalance",
                  "longtail": f"long-tail imbalance, ratio {cfg.imbalance_ratio:g}",
                  "step": f"step imbalance, {cfg.step_minority_classes} minority classes at "

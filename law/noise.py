@@ -10,7 +10,8 @@ import math
 
 import torch
 
-NOISE_KINDS = ("none", "symmetric", "pair")
+NOISE_KINDS = ("none", "symmetric", "pair", "cifar10n")
+"""cifar10n: real human labels from the CIFAR-10N file (``law.human_labels``), not drawn here."""
 IMBALANCE_KINDS = ("none", "longtail", "step")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -404,3 +405,90 @@ def test_real_cifar10_jpeg_tree():
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (500, 100, 200)
     assert bundle.class_counts.sum() == 500
     assert next(bundle.train_stream(0)).inputs.shape == (128, 3, 32, 32)
+
+
+# ----------------------------------------------------------------------------------------
+# CIFAR-10N: real human labels, matched to the images
+
+
+CIFAR10 = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def write_cifar10n(path: Path, clean: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """A label file in the published format: torch.save of a dict of int64 numpy arrays."""
+    rng = np.random.default_rng(seed)
+    labels = {"clean_label": clean}
+    for key, rate in (("aggre_label", 0.1), ("worse_label", 0.4), ("random_label1", 0.2),
+                      ("random_label2", 0.2), ("random_label3", 0.2)):
+        noisy = clean.copy()
+        flip = rng.random(len(clean)) < rate
+        noisy[flip] = (clean[flip] + rng.integers(1, 10, flip.sum())) % 10
+        labels[key] = noisy
+    torch.save(labels, path)
+    return labels
+
+
+def test_cifar10n_labels_follow_each_image_of_an_imagefolder_tree(tmp_path):
+    # 30 "original" images in a shuffled class order; image i has pixel value i, and is the
+    # k-th file of its class folder, k counting earlier images of that class (the shared tree's layout).
+    clean = np.random.default_rng(1).permutation(np.arange(30) % 10).astype(np.int64)
+    for split in ("train", "test"):
+        for i, label in enumerate(clean):
+            folder = tmp_path / "tree" / split / CIFAR10[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            k = int((clean[:i] == label).sum())
+            write_png(torch.full((3, 8, 8), i, dtype=torch.uint8), str(folder / f"{k:04d}.png"))
+    labels = write_cifar10n(tmp_path / "CIFAR-10_human.pt", clean)
+    cfg = DataConfig(dataset="imagefolder", data_root=str(tmp_path / "tree"), noise="cifar10n", noise_label="worse",
+                     noise_file=str(tmp_path / "CIFAR-10_human.pt"), val_size=10, batch_size=4, augment=False)
+    bundle = load_data(cfg, seed=0)
+    original = bundle.train.store.images[:, 0, 0, 0].long().numpy()  # which original image each one is
+    assert np.array_equal(bundle.train.labels.numpy(), labels["worse_label"][original])
+    assert np.array_equal(bundle.train.clean_labels.numpy(), clean[original])
+    assert torch.equal(bundle.train.noise_mask, bundle.train.labels != bundle.train.clean_labels)
+    val_original = bundle.val.store.images[:, 0, 0, 0].long().numpy()
+    assert np.array_equal(bundle.val.labels.numpy(), clean[val_original]), "validation keeps the clean labels"
+    assert "CIFAR-10N human labels 'worse'" in bundle.describe()
+
+
+class Payload:
+    """Stands for whatever a foreign pickle might carry."""
+
+
+def test_cifar10n_on_torchvision_files_and_files_that_are_not_label_files(tmp_path):
+    write_cifar10(tmp_path)
+    clean = np.array([i % 10 for i in range(6)] * 5, dtype=np.int64)  # the order write_cifar10 writes
+    labels = write_cifar10n(tmp_path / "human.pt", clean)
+    cfg = DataConfig(dataset="cifar10", data_root=str(tmp_path), noise="cifar10n", noise_label="aggre",
+                     noise_file=str(tmp_path / "human.pt"), val_size=0, batch_size=4)
+    bundle = load_data(cfg, seed=0)
+    assert np.array_equal(np.sort(bundle.train.labels.numpy()), np.sort(labels["aggre_label"]))
+    assert bundle.train.noise_mask.sum() == (labels["aggre_label"] != clean).sum()
+
+    torch.save({"clean_label": clean, "worse_label": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(DataError, match="not a CIFAR-10N label file"):
+        load_data(replace(cfg, noise_file=str(tmp_path / "evil.pt")), seed=0)
+    torch.save({"clean_label": clean[::-1].copy(), **{k: v for k, v in labels.items() if k != "clean_label"}},
+               tmp_path / "shuffled.pt")
+    with pytest.raises(DataError, match="do not match this data's labels in order"):
+        load_data(replace(cfg, noise_file=str(tmp_path / "shuffled.pt")), seed=0)
+    with pytest.raises(ConfigError, match="noise_file"):
+        replace(cfg, noise_file="").validate()
+    with pytest.raises(ConfigError, match="noise_label"):
+        replace(cfg, noise_label="best").validate()
+
+
+SHARED_HUMAN_LABELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "CIFAR-10_human.pt"
+
+
+@pytest.mark.skipif(not (os.environ.get("LAW_CIFAR10_JPG") and SHARED_HUMAN_LABELS.is_file()),
+                    reason="set LAW_CIFAR10_JPG and keep ../shared/data/CIFAR-10_human.pt")
+def test_real_cifar10n_noise_rates_match_the_published_ones():
+    from law.datasets import load_image_folder
+    from law.human_labels import human_labels
+
+    raw = load_image_folder(os.environ["LAW_CIFAR10_JPG"], "always")
+    published = {"aggre": 9.01, "random1": 17.23, "random2": 18.12, "random3": 17.64, "worse": 40.21}
+    for label_set, rate in published.items():
+        noisy = human_labels(SHARED_HUMAN_LABELS, label_set, raw.name, raw.train.labels, raw.class_names)
+        assert 100 * float((noisy != raw.train.labels).float().mean()) == pytest.approx(rate, abs=0.005), label_set
