@@ -10,6 +10,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["law", "law.*", "envs", "envs.*", "agents", "agents.*",
                                     "baselines", "baselines.*"]),
+    package_data={"law": ["policies/*.pt", "policies/index.json"]},
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",

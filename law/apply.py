@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -23,7 +22,7 @@ from law.config import to_dict, validate_all
 from law.data import DataConfig
 from law.errors import ConfigError
 from law.io import atomic_write_json, environment_info, new_run_dir, run_folder, run_stamp
-from law.policy_file import greedy_policy
+from law.policy_file import greedy_policy, policy_path
 from law.progress import ProgressLine
 from law.train import resolve_device, seed_everything
 from law.trainer import OptimConfig
@@ -34,7 +33,7 @@ class ApplyConfig:
     """Which policy to apply, and where results go."""
 
     policy: str = ""
-    """Policy file written by `law search` (runs/<id>/policy.pt)."""
+    """Policy file written by `law search` (runs/<id>/policy.pt), or the name of a shipped policy (`law policies`)."""
     seed: int = 0
     """Seed of the new network's initialisation and batch order (the episode seed)."""
     reference: bool = True
@@ -52,9 +51,9 @@ class ApplyConfig:
 
     def validate(self) -> None:
         if not self.policy:
-            raise ConfigError("policy", "is required: pass --policy runs/<search>/policy.pt")
-        if not Path(self.policy).is_file():
-            raise ConfigError("policy", f"no policy file at '{self.policy}'")
+            raise ConfigError("policy", "is required: pass --policy runs/<search>/policy.pt or a shipped "
+                                        "policy's name (law policies)")
+        policy_path(self.policy)
         resolve_device(self.device)
 
 

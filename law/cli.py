@@ -179,6 +179,27 @@ def _models_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=lambda args: print(json.dumps(_model_names())) or 0)
 
 
+def _policies_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("policies", help="list the policies shipped with LAW (use one with --policy NAME)",
+                       description="Policies that come with LAW: the searched policies behind the README's "
+                                   "measured tables. `law apply --policy NAME` and `law compare --policy NAME` "
+                                   "use them without a search (give your data with --data-root).")
+    p.set_defaults(handler=_run_policies)
+
+
+def _run_policies(args: argparse.Namespace) -> int:
+    from law.policy_file import shipped_policies
+
+    shipped = shipped_policies()
+    if not shipped:
+        print("no policies are shipped with this installation")
+        return 0
+    for name, info in shipped.items():
+        print(f"{name}\n  {info['description']}\n  searched: {info['searched']}\n  measured: {info['measured']}"
+              f"\n  code {info['code_revision']}; use: law apply --policy {name} {info.get('use', '')}".rstrip())
+    return 0
+
+
 def _model_names() -> list[str]:
     from law.models import MODEL_NAMES
 
@@ -205,6 +226,7 @@ COMMANDS = {
     "search": ("search a weighting policy with DDPG over paired trainings", None),
     "apply": ("train a network with a learned policy (transfer)", _apply_parser),
     "compare": ("compare weighting methods on a benchmark suite (tables, plots)", _compare_parser),
+    "policies": ("list the policies shipped with LAW", _policies_parser),
     "models": ("list the known network architectures", _models_parser),
 }
 

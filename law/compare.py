@@ -56,6 +56,7 @@ from law.errors import ConfigError, LawError, TrainingFailed
 from law.io import atomic_write_json, atomic_write_text, check_writable_dir, environment_info
 from law.methods import METHODS
 from law.models import MODEL_NAMES
+from law.policy_file import policy_path
 from law.suites import PROFILES, Profile, Suite, get_suite, resolve_data
 
 METHOD_ORDER = ("ce", "focal", "cb", "low", "l2rw", "spl", "ohem", "law")
@@ -80,8 +81,10 @@ class CompareConfig:
     """Comma-separated seeds; each seed fixes data draw, noise, initialisation and batch order."""
     data_root: str = ""
     """Data folder: train/<class>/ and test/<class>/ images (ImageFolder), or torchvision's CIFAR files."""
+    noise_file: str = ""
+    """Suite cifar10n: the CIFAR-10N label file (CIFAR-10_human.pt)."""
     policy: str = ""
-    """LAW policy file to apply; empty: search one first with the suite's search settings."""
+    """LAW policy file (or shipped policy name, see `law policies`) to apply; empty: search one first."""
     model: str = ""
     """Network every method trains (empty: the suite's); with a searched policy this is a transfer."""
     search_model: str = ""
@@ -119,8 +122,8 @@ class CompareConfig:
             value = getattr(self, name)
             if value and value not in MODEL_NAMES and not value.startswith("wrn"):
                 raise ConfigError(name, f"unknown model '{value}'; known: {', '.join(MODEL_NAMES)}")
-        if self.policy and not Path(self.policy).is_file():
-            raise ConfigError("policy", f"no policy file at '{self.policy}'")
+        if self.policy:
+            policy_path(self.policy)
         if self.train_workers < -1:
             raise ConfigError("train_workers", f"must be -1 (the suite's), 0 or more, got {self.train_workers}")
         for name in ("episodes", "workers", "threads"):
@@ -198,7 +201,7 @@ class Experiment:
 
     def _policy_spec(self):
         if self.cfg.policy:
-            return str(Path(self.cfg.policy).resolve())
+            return str(policy_path(self.cfg.policy).resolve())
         p = self.profile
         return {"search_model": self.search_model, "search_data": asdict(self.search_data),
                 "search_data_seed": p.search_data_seed, "search_env": p.search_env,
@@ -212,8 +215,8 @@ def build_experiment(cfg: CompareConfig) -> Experiment:
     cfg.validate()
     suite = get_suite(cfg.suite)
     profile = suite.profile(cfg.profile)
-    data = resolve_data(profile.data, cfg.data_root)
-    search_data = resolve_data(profile.search_data or profile.data, cfg.data_root)
+    data = resolve_data(profile.data, cfg.data_root, cfg.noise_file)
+    search_data = resolve_data(profile.search_data or profile.data, cfg.data_root, cfg.noise_file)
     out = Path(cfg.output_dir) / (cfg.name or f"{suite.name}__{cfg.profile}")
     return Experiment(cfg, suite, profile, cfg.model or profile.model,
                       cfg.search_model or profile.search_model or cfg.model or profile.model,
@@ -290,7 +293,7 @@ def ensure_policy(exp: Experiment) -> str:
 
     if exp.cfg.policy:
         check_policy(exp, exp.cfg.policy)
-        return exp.cfg.policy
+        return str(policy_path(exp.cfg.policy))
     folder = exp.out / "search"
     if (folder / "results.json").is_file():  # finished (policy.pt is written as soon as one is evaluated)
         return str(folder / POLICY)
@@ -907,6 +910,7 @@ def add_script_args(parser: argparse.ArgumentParser) -> None:
     """The flags every benchmark script shares, named as in torchvision's references."""
     parser.add_argument("--data-path", "--data-root", dest="data_root", default="",
                         help="folder with train/<class>/ and test/<class>/ images, or torchvision's CIFAR files")
+    parser.add_argument("--noise-file", default="", help="suite cifar10n: the CIFAR-10N label file CIFAR-10_human.pt")
     parser.add_argument("--output-dir", default="runs/compare", help="folder that receives the comparison folder")
     parser.add_argument("--profile", default="cpu", choices=PROFILES,
                         help="cpu: ~1 h on 2 cores; paper: the paper's settings (GPUs); smoke: seconds")

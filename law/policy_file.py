@@ -7,6 +7,7 @@ by, the stage schedule it acts on and the whole task it was searched on
 """
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Optional
@@ -22,6 +23,26 @@ from law.features import FEATURE_SPEC, check_feature_spec
 from law.trainer import OptimConfig
 
 POLICY_FORMAT = {"format": "law-policy", "version": 2}
+SHIPPED = Path(__file__).resolve().parent / "policies"
+"""Policies that come with LAW (``law policies``): the ones behind the README's measured tables."""
+
+
+def shipped_policies() -> dict[str, dict]:
+    """Name -> provenance of every policy shipped with LAW (``policies/index.json``)."""
+    index = SHIPPED / "index.json"
+    return json.loads(index.read_text()) if index.is_file() else {}
+
+
+def policy_path(policy: str | Path) -> Path:
+    """The file of ``policy``: a path, or the name of a shipped policy."""
+    path = Path(policy).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_policies()
+    if str(policy) in shipped:
+        return SHIPPED / shipped[str(policy)]["file"]
+    raise ConfigError("policy", f"no policy file at '{policy}' and no shipped policy of that name; shipped: "
+                                f"{', '.join(shipped) or 'none'} (see `law policies`)")
 
 
 def policy_file(policy_state: dict, env_cfg: EnvConfig, config: dict, selection: Optional[dict] = None) -> dict:
@@ -33,8 +54,10 @@ def policy_file(policy_state: dict, env_cfg: EnvConfig, config: dict, selection:
 def load_policy(path: str | Path) -> dict:
     """Read and check a policy file; its greedy policy's state is under ``"policy"``.
 
-    Files of the first format (an actor under ``"actor"``) are read too.
+    ``path`` may name a shipped policy. Files of the first format (an actor under
+    ``"actor"``) are read too.
     """
+    path = policy_path(path)
     try:
         policy = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # torch's own advice (weights_only=False) would be wrong here

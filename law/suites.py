@@ -330,6 +330,17 @@ def _imagenet_paper() -> Profile:
     )
 
 
+# CIFAR-10N: the noisy CIFAR-10 cpu/paper budgets with real human labels instead of synthetic
+# symmetric noise ('worse': 40.2 % of the labels wrong, class-dependent, on hard images).
+HUMAN = dict(noise="cifar10n", noise_label="worse")
+
+
+def _cifar10n(profile: Profile) -> Profile:
+    data = replace(profile.data, noise_rate=0.0, **HUMAN)
+    return replace(profile, data=data, search_data=replace(profile.search_data, noise_rate=0.0, **HUMAN)
+                   if profile.search_data else None)
+
+
 SUITES: dict[str, Suite] = {
     s.name: s for s in (
         Suite("cifar10-noisy", "Noisy CIFAR-10, 40 % symmetric label noise", "LAW Table 1", False,
@@ -338,6 +349,12 @@ SUITES: dict[str, Suite] = {
         Suite("cifar100-noisy", "Noisy CIFAR-100, 40 % symmetric label noise", "LAW Table 2", False,
               {"cpu": lambda: _noisy_cifar_cpu("cifar100"), "paper": lambda: _noisy_cifar_paper("cifar100"),
                "smoke": lambda: _smoke(_smoke_data(**NOISY))}),
+        Suite("cifar10n", "CIFAR-10N, real human label noise (label set 'worse', 40 %)",
+              "CIFAR-10N (Wei et al. 2022); not in the LAW paper", False,
+              {"cpu": lambda: _cifar10n(_noisy_cifar_cpu("cifar10")),
+               "paper": lambda: _cifar10n(_noisy_cifar_paper("cifar10")),
+               "smoke": lambda: _smoke(_smoke_data(dataset="imagefolder", train_size=160, **HUMAN),
+                                       model="mlp")}),
         Suite("cifar10-step", "Imbalanced CIFAR-10, step profile (2 minority classes at 4 %)",
               "LAW Table 4", True,
               {"cpu": lambda: _imbalanced_cpu("cifar10", STEP), "paper": lambda: _imbalanced_paper("cifar10", STEP),
@@ -373,7 +390,7 @@ def get_suite(name: str) -> Suite:
     return SUITES[name]
 
 
-def resolve_data(data: DataConfig, data_root: str) -> DataConfig:
+def resolve_data(data: DataConfig, data_root: str, noise_file: str = "") -> DataConfig:
     """The profile's data pointed at the user's folder.
 
     CIFAR suites read either torchvision's files (``cifar-10-batches-py/`` under
@@ -387,6 +404,11 @@ def resolve_data(data: DataConfig, data_root: str) -> DataConfig:
         raise ConfigError("data_root", f"this suite reads {data.dataset} images: pass --data-root DIR, a "
                                        "folder with train/<class>/ and test/<class>/ (ImageFolder)"
                           + (" or torchvision's CIFAR files" if data.dataset.startswith("cifar") else ""))
+    if data.noise == "cifar10n":
+        if not noise_file:
+            raise ConfigError("noise_file", "this suite trains on CIFAR-10N's human labels: pass --noise-file "
+                                            "PATH/CIFAR-10_human.pt (published with CIFAR-10N, Wei et al. 2022)")
+        data = replace(data, noise_file=str(Path(noise_file).expanduser()))
     root = Path(data_root).expanduser()
     if not root.is_dir():
         raise ConfigError("data_root", f"'{data_root}' is not a folder")

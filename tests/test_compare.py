@@ -7,7 +7,9 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
 
 from agents import DDPG, DDPGConfig
 from law.compare import (CompareConfig, aggregate, build_experiment, compare, mean_std, minority_classes,
@@ -67,7 +69,8 @@ def test_profiles_are_labelled_and_valid():
         for name in suite.profiles:
             p = suite.profile(name)
             assert name in p.label and p.budget
-            data = replace(p.data, data_root=p.data.data_root or "/data")  # filled in at run time
+            data = replace(p.data, data_root=p.data.data_root or "/data",  # filled in at run time
+                           noise_file=p.data.noise_file or "/data/CIFAR-10_human.pt")
             search = replace(p.search, gpus_per_worker=0.0)  # GPU shares only where Ray has GPUs
             for config in (data, p.optim, p.method, search, p.ddpg):
                 config.validate()
@@ -231,3 +234,25 @@ def test_cli_flags_are_generated_from_the_config(tmp_path, policy):
                               "--seeds", "3", "--output-dir", str(tmp_path), "--no-plots", "--no-progress"])
     assert args.handler(args) == 0
     assert (tmp_path / "cifar10-noisy__smoke" / "runs" / "ce__seed3" / "results.json").is_file()
+
+
+def test_the_cifar10n_suite_trains_on_the_human_labels(tmp_path, policy):
+    from test_data import CIFAR10, write_cifar10n
+    from torchvision.io import write_png
+
+    clean = np.arange(250) % 10
+    for split in ("train", "test"):
+        for i, label in enumerate(clean):
+            folder = tmp_path / "tree" / split / CIFAR10[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            write_png(torch.full((3, 8, 8), 20 * label, dtype=torch.uint8), str(folder / f"{i // 10:04d}.png"))
+    labels = write_cifar10n(tmp_path / "human.pt", clean.astype(np.int64))
+    with pytest.raises(ConfigError, match="noise_file"):
+        compare(smoke(tmp_path, policy, suite="cifar10n", methods="ce", seeds="0", data_root=str(tmp_path / "tree")))
+    results = compare(smoke(tmp_path, policy, suite="cifar10n", methods="ce,law", seeds="0",
+                            data_root=str(tmp_path / "tree"), noise_file=str(tmp_path / "human.pt")))
+    run = json.loads((tmp_path / "cifar10n__smoke" / "runs" / "ce__seed0" / "results.json").read_text())
+    assert "CIFAR-10N human labels 'worse'" in run["dataset"]["bias"]
+    assert 0.2 < run["dataset"]["noisy_fraction"] < 0.6  # the file's 'worse' set flips ~40 %
+    assert {r["method"] for r in results["runs"]} == {"ce", "law", "law-twin"}
+    assert (labels["worse_label"] != clean).mean() > 0.2
