@@ -60,12 +60,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from envs.observation import StageObserver
 from law.data import DataConfig, load_data
 from law.errors import ConfigError, LawError
 from law.features import FEATURE_NAMES
 from law.models import MODEL_NAMES
 from law.paired import PairedTrainer
 from law.policy import ACTION_SIZE, LAWPolicyWeighter
+from law.schedule import StageSchedule
 from law.trainer import OptimConfig
 
 
@@ -153,6 +155,24 @@ class EnvConfig:
                                           f"got {' '.join(self.features) or 'none'}")
 
     @property
+    def schedule(self) -> StageSchedule:
+        """The stage schedule (length in stages, warm-up, learning-rate drops)."""
+        return StageSchedule(self.num_stages, self.warmup_stages, self.epochs_per_stage,
+                             tuple(self.lr_drop_stages), self.lr_drop_factor)
+
+    @staticmethod
+    def schedule_fields(schedule: StageSchedule) -> dict[str, Any]:
+        """The fields that make an env follow ``schedule`` (stage length in epochs)."""
+        return {"num_stages": schedule.num_stages, "warmup_stages": schedule.warmup_stages,
+                "epochs_per_stage": float(schedule.epochs_per_stage), "steps_per_stage": 0,
+                "lr_drop_stages": tuple(schedule.lr_drop_stages), "lr_drop_factor": schedule.lr_drop_factor}
+
+    @classmethod
+    def from_schedule(cls, schedule: StageSchedule, model: str, data_seed: int, **fields: Any) -> "EnvConfig":
+        """The env of one run of ``schedule``; ``fields`` set the rest."""
+        return cls(model=model, data_seed=data_seed, **cls.schedule_fields(schedule), **fields)
+
+    @property
     def action_dim(self) -> int:
         """Length of an action: one theta per searched feature, then b."""
         return len(self.features) + 1
@@ -204,6 +224,7 @@ class StageWeightingEnv(gym.Env):
         self.optim_cfg = optim_cfg or OptimConfig()
         for config in (self.cfg, self.data_cfg, self.optim_cfg):
             config.validate()
+        self.schedule = self.cfg.schedule
         require_validation(self.data_cfg)
         self.device = torch.device(device)
         self.train_reference = train_reference
@@ -223,7 +244,7 @@ class StageWeightingEnv(gym.Env):
         self.weighter = LAWPolicyWeighter(self.bundle.class_counts)
         self.trainer: Optional[PairedTrainer] = None
         self.stage = 0
-        self._loss_smooth = self._acc_smooth = float("nan")
+        self.observer = StageObserver(self.cfg.smoothing, self.cfg.loss_clip)
         self._gap = 0.0
         # The warm-up is unweighted, so it too depends on the episode seed alone: the states it
         # ends in are kept for the last `warm_up_cache` seeds (a search reusing its seeds).
@@ -235,8 +256,7 @@ class StageWeightingEnv(gym.Env):
     # ------------------------------------------------------------------ schedule
 
     def stage_lr(self, stage: int) -> float:
-        drops = sum(stage >= s for s in self.cfg.lr_drop_stages)
-        return self.optim_cfg.lr * self.cfg.lr_drop_factor ** drops
+        return self.schedule.lr_at(self.optim_cfg.lr, stage)
 
     def reward_weight(self, epoch: float) -> float:
         return self.cfg.reward_scale * math.exp(self.cfg.reward_k * epoch / self.total_epochs)
@@ -246,7 +266,7 @@ class StageWeightingEnv(gym.Env):
     @property
     def acting_stages(self) -> int:
         """Stages the agent acts on (those after the warm-up)."""
-        return self.cfg.num_stages - self.cfg.warmup_stages
+        return self.schedule.acting_stages
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         """New episode: identical fresh networks, warm-up stages trained unweighted.
@@ -274,20 +294,20 @@ class StageWeightingEnv(gym.Env):
         cached = self._warm_ups.get(episode_seed)
         if cached is not None:
             self.trainer.restore_warm_up(cached["trainer"])
-            self._loss_smooth, self._acc_smooth = cached["smoothed"]
+            self.observer.restore(cached["smoothed"])
             info = dict(cached["info"])
         else:
             info = self._warm_up()
             if self.warm_up_cache and self.cfg.warmup_stages:
                 self._warm_ups[episode_seed] = {"trainer": self.trainer.warm_up_state(), "info": info,
-                                                "smoothed": (self._loss_smooth, self._acc_smooth)}
+                                                "smoothed": self.observer.state()}
                 while len(self._warm_ups) > self.warm_up_cache:
                     self._warm_ups.pop(next(iter(self._warm_ups)))  # the oldest
         self.stage = self.cfg.warmup_stages
-        return self._observation(), info
+        return self.observer.observation(self.stage), info
 
     def _warm_up(self) -> dict[str, Any]:
-        self._loss_smooth = self._acc_smooth = float("nan")
+        self.observer.reset()
         info: dict[str, Any] = {}
         for stage in range(self.cfg.warmup_stages):
             self.trainer.set_lr(self.stage_lr(stage))
@@ -295,7 +315,7 @@ class StageWeightingEnv(gym.Env):
             self.trainer.warm_up(self.steps_per_stage)
             summary = self.trainer.stage_summary(f"warm-up stage {stage}")
             accuracy = self.trainer.evaluate_target("val")["accuracy"]
-            self._observe(summary["target_loss"], accuracy)
+            self.observer.observe(summary["target_loss"], accuracy)
             info = {"stage": stage, "epoch": self.trainer.epoch, "lr": self.trainer.lr,
                     "acc_target": accuracy, "loss_target": summary["target_loss"]}
         return info
@@ -318,7 +338,7 @@ class StageWeightingEnv(gym.Env):
         trainer.train_steps(self.steps_per_stage, self.weighter)
         summary = trainer.stage_summary(f"stage {self.stage}")
         target, reference = trainer.evaluate("val")  # the clean validation split; never test
-        self._observe(summary["target_loss"], target["accuracy"])
+        self.observer.observe(summary["target_loss"], target["accuracy"])
 
         acc_reference, loss_reference = self._reference_metrics(reference, summary["reference_loss"])
         reward_weight = self.reward_weight(trainer.epoch)
@@ -348,7 +368,7 @@ class StageWeightingEnv(gym.Env):
         terminated = self.stage >= self.cfg.num_stages
         if terminated and self._twin_log is not None:
             info["twin"] = self._twin_log
-        return self._observation(), float(reward), terminated, False, info
+        return self.observer.observation(self.stage), float(reward), terminated, False, info
 
     def close(self) -> None:
         self.trainer = None
@@ -373,14 +393,3 @@ class StageWeightingEnv(gym.Env):
         if self.trainer is None:
             raise LawError("call reset() before evaluate_test()")
         return self.trainer.evaluate("test")
-
-    def _observe(self, loss: float, accuracy: float) -> None:
-        a = self.cfg.smoothing
-        first = math.isnan(self._loss_smooth)
-        self._loss_smooth = loss if first else a * self._loss_smooth + (1 - a) * loss
-        self._acc_smooth = accuracy if first else a * self._acc_smooth + (1 - a) * accuracy
-
-    def _observation(self) -> np.ndarray:
-        loss = min(max(self._loss_smooth, 0.0), self.cfg.loss_clip) if math.isfinite(self._loss_smooth) else 0.0
-        accuracy = self._acc_smooth if math.isfinite(self._acc_smooth) else 0.0
-        return np.array([self.stage, loss, accuracy], dtype=np.float32)

@@ -50,6 +50,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from envs import EnvConfig
 from law.config import add_config_args, config_from_args, to_dict
 from law.data import DataConfig
 from law.errors import ConfigError, LawError, TrainingFailed
@@ -251,7 +252,7 @@ def _has_law_runs(exp: Experiment) -> bool:
 def search_configs(exp: Experiment) -> tuple:
     """(SearchConfig, EnvConfig, DataConfig, OptimConfig, DDPGConfig) of the suite's search."""
     p, cfg = exp.profile, exp.cfg
-    env = exp.schedule.env_config(exp.search_model, data_seed=p.search_data_seed, **p.search_env)
+    env = EnvConfig.from_schedule(exp.schedule, exp.search_model, data_seed=p.search_data_seed, **p.search_env)
     search_cfg = replace(p.search, episodes=cfg.episodes or p.search.episodes,
                          workers=cfg.workers or p.search.workers, address=cfg.address,
                          output_dir=str(exp.out), run_name="search", progress=cfg.progress)
@@ -368,11 +369,8 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
 
     s = exp.schedule
     policy = load_policy(policy_path)
-    env_cfg = policy_env_config(policy, {
-        "model": exp.model, "num_stages": s.num_stages, "warmup_stages": s.warmup_stages,
-        "epochs_per_stage": float(s.epochs_per_stage), "steps_per_stage": 0,
-        "lr_drop_stages": s.lr_drop_stages, "lr_drop_factor": s.lr_drop_factor, "data_seed": seed,
-        "keep_weights": False})
+    env_cfg = policy_env_config(policy, {"model": exp.model, "data_seed": seed, "keep_weights": False,
+                                         **EnvConfig.schedule_fields(s)})
     device = resolve_device(exp.cfg.device)
     if exp.threads:
         torch.set_num_threads(exp.threads)

@@ -33,7 +33,6 @@ Semantics worth knowing:
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from dataclasses import dataclass
@@ -41,14 +40,24 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import torch.distributed as torch_dist
 
-from law.policy_file import greedy_policy, policy_env_config
-from law.data import DataConfig
+from envs.observation import StageObserver
+from law.config import to_dict
+from law.data import DataConfig, load_data
 from law.errors import ConfigError, LawError
 from law.io import atomic_write_json, environment_info
-from law.methods import MethodConfig
-from law.suites import StageSchedule
-from law.trainer import OptimConfig
+from law.loaders import BatchStream, seeded_generator
+from law.methods import MethodConfig, build_weighter
+from law.models import build_model
+from law.policy import LAWPolicyWeighter
+from law.policy_file import greedy_policy, policy_env_config
+from law.schedule import StageSchedule
+from law.search import init_ray
+from law.stats import WeightStats
+from law.train import seed_everything, summarise
+from law.trainer import DivergenceGuard, Learner, OptimConfig, evaluate, make_optimizer, run_steps, set_lr
+from law.weighting import Weighter
 
 SUPPORTED_METHODS = ("ce", "focal", "cb", "spl", "ohem", "law")
 RESULTS = "results.json"
@@ -110,10 +119,8 @@ class StageJob:
 
 def train_data_parallel(dist: DistributedConfig, job: StageJob, run_dir: str | Path) -> dict:
     """Train ``job`` on ``dist.workers`` Ray Train workers; writes and returns ``results.json``."""
-    import ray.train
+    import ray.train  # Ray Train loads only where a data-parallel run is asked for
     from ray.train.torch import TorchConfig, TorchTrainer
-
-    from law.search import init_ray
 
     dist.validate()
     job.validate()
@@ -149,30 +156,8 @@ def train_data_parallel(dist: DistributedConfig, job: StageJob, run_dir: str | P
 # Inside each Ray Train worker
 
 
-class _Observer:
-    """The policy's observation ``[stage, smoothed loss, smoothed val acc]``, built
-    exactly as ``StageWeightingEnv`` builds it (EMA, loss clipped), with the
-    smoothing and clip the policy was searched under."""
-
-    def __init__(self, smoothing: float, loss_clip: float):
-        self.smoothing, self.loss_clip = smoothing, loss_clip
-        self.loss = self.acc = math.nan
-
-    def observe(self, loss: float, accuracy: float) -> None:
-        a, first = self.smoothing, math.isnan(self.loss)
-        self.loss = loss if first else a * self.loss + (1 - a) * loss
-        self.acc = accuracy if first else a * self.acc + (1 - a) * accuracy
-
-    def observation(self, stage: int) -> torch.Tensor:
-        loss = min(max(self.loss, 0.0), self.loss_clip) if math.isfinite(self.loss) else 0.0
-        accuracy = self.acc if math.isfinite(self.acc) else 0.0
-        return torch.tensor([[stage, loss, accuracy]], dtype=torch.float32)
-
-
 def _shard_stream(bundle, seed: int, rank: int, world: int):
     """This worker's batches: a fixed, seeded 1/world share of the training set."""
-    from law.loaders import BatchStream, seeded_generator
-
     order = torch.randperm(len(bundle.train), generator=seeded_generator(seed, "shards"))
     shard = order[rank::world].sort().values.to(bundle.train.labels.device)
     stream = BatchStream(bundle.train.store.subset(shard), bundle.train.labels[shard], bundle.batch_size,
@@ -181,8 +166,6 @@ def _shard_stream(bundle, seed: int, rank: int, world: int):
 
 
 def _broadcast_action(action: torch.Tensor) -> torch.Tensor:
-    import torch.distributed as torch_dist
-
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.broadcast(action, src=0)
     return action
@@ -191,15 +174,6 @@ def _broadcast_action(action: torch.Tensor) -> torch.Tensor:
 def _worker_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
-
-    from law.data import load_data
-    from law.methods import build_weighter
-    from law.models import build_model
-    from law.policy import LAWPolicyWeighter
-    from law.stats import WeightStats
-    from law.train import seed_everything
-    from law.trainer import DivergenceGuard, evaluate, make_optimizer, set_lr, train_step
-    from law.weighting import Progress, Weighter
 
     job: StageJob = config["job"]
     torch.set_num_threads(config["threads"])
@@ -219,37 +193,31 @@ def _worker_loop(config: dict) -> None:
     if is_law:
         env = policy_env_config(job.policy, {})
         policy = greedy_policy(job.policy)
-        observer = _Observer(env.smoothing, env.loss_clip)
+        observer = StageObserver(env.smoothing, env.loss_clip)
         law_weighter = LAWPolicyWeighter(bundle.class_counts)
         weighter = Weighter()
     else:
         weighter = build_weighter(job.method, bundle.class_counts)
     stats = WeightStats(bundle.num_classes, device, keep_weights=False)
     guard = DivergenceGuard(device)
-    steps = schedule.epochs_per_stage * stream.steps_per_epoch
-    total_epochs = float(schedule.epochs)
+    steps = round(schedule.epochs_per_stage * stream.steps_per_epoch)
     history: list[dict] = []
     started = time.perf_counter()
     for stage in range(schedule.num_stages):
-        drops = sum(stage >= s for s in schedule.lr_drop_stages)
-        set_lr(optimizer, job.optim.lr * schedule.lr_drop_factor ** drops)
+        set_lr(optimizer, schedule.lr_at(job.optim.lr, stage))
         action = None
         if is_law and stage >= schedule.warmup_stages:
             action = torch.zeros(env.action_dim)
             if rank == 0:
-                action = torch.as_tensor(policy(observer.observation(stage)[0].numpy()))
+                action = torch.as_tensor(policy(observer.observation(stage)))
             action = _broadcast_action(action.to(device)).cpu()
             law_weighter.set_action(env.theta(action.numpy()))
             weighter = law_weighter
         stats.reset()
         stage_started = time.perf_counter()
-        for step in range(steps):
-            done = stage * steps + step
-            progress = Progress(step=done, epoch=done / stream.steps_per_epoch, total_epochs=total_epochs)
-            batch = next(stream)
-            result = train_step(model, optimizer, weighter, batch.inputs, batch.targets, progress, dtype)
-            guard.observe(result.loss)
-            stats.update(result.losses, result.weights, batch.targets, noise_mask[batch.indices])
+        run_steps([Learner(model, optimizer, weighter, stats)], stream, steps, start_step=stage * steps,
+                  steps_per_epoch=stream.steps_per_epoch, total_epochs=float(schedule.epochs),
+                  noise_mask=noise_mask, guard=guard, amp_dtype=dtype)
         guard.check(f"stage {stage} on worker {rank}")
         stats.all_reduce()  # a collective: every worker reaches it once per stage
         if rank == 0:
@@ -269,9 +237,6 @@ def _worker_loop(config: dict) -> None:
 
 def _report(rank: int, job: StageJob, bundle, history: list[dict], seconds: float) -> None:
     import ray.train
-
-    from law.config import to_dict
-    from law.train import summarise
 
     if rank != 0:
         ray.train.report({})

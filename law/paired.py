@@ -19,27 +19,17 @@ accumulate on the device; ``stage_summary`` is the one host sync per stage.
 from __future__ import annotations
 
 import copy
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
-from law.data import Batch, DataBundle
+from law.data import DataBundle
 from law.errors import LawError
 from law.models import build_model
 from law.stats import WeightStats
-from law.trainer import (DivergenceGuard, OptimConfig, StepResult, evaluate, make_optimizer,
-                         set_lr, train_step)
-from law.weighting import Progress, Weighter
-
-
-class PairedStep(NamedTuple):
-    """One paired step's batch and both networks' detached results."""
-
-    batch: Batch
-    target: StepResult
-    reference: Optional[StepResult]
-    """None when the trainer has no reference network."""
+from law.trainer import DivergenceGuard, Learner, OptimConfig, evaluate, make_optimizer, run_steps, set_lr
+from law.weighting import Weighter
 
 
 def identical_networks(a: nn.Module, b: nn.Module) -> bool:
@@ -72,7 +62,7 @@ class PairedTrainer:
         self.uniform = Weighter()
         self.noise_mask = bundle.train.noise_mask.to(self.device)
         self.stats = WeightStats(bundle.num_classes, self.device, keep_weights)
-        self.reference_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.reference_stats = WeightStats(bundle.num_classes, self.device, keep_weights=False)
         self.guard = DivergenceGuard(self.device)
         self.step = 0
         self.paired_steps = 0
@@ -90,32 +80,18 @@ class PairedTrainer:
         if self.reference_optimizer is not None:
             set_lr(self.reference_optimizer, lr)
 
-    def progress(self) -> Progress:
-        return Progress(step=self.step, epoch=self.epoch, total_epochs=self.total_epochs)
-
-    def paired_step(self, weighter: Weighter) -> PairedStep:
-        """One batch; the target steps on its weighted loss, the reference on plain CE."""
-        batch = next(self.stream)
-        progress = self.progress()
-        target = train_step(self.target, self.target_optimizer, weighter,
-                            batch.inputs, batch.targets, progress, self.amp_dtype)
-        reference = None
-        if self.reference is not None:
-            reference = train_step(self.reference, self.reference_optimizer, self.uniform,
-                                   batch.inputs, batch.targets, progress, self.amp_dtype)
-        self.step += 1
-        self.paired_steps += 1
-        return PairedStep(batch, target, reference)
+    def _run(self, learners: list[Learner], steps: int) -> None:
+        self.step = run_steps(learners, self.stream, steps, start_step=self.step,
+                              steps_per_epoch=self.stream.steps_per_epoch, total_epochs=self.total_epochs,
+                              noise_mask=self.noise_mask, guard=self.guard, amp_dtype=self.amp_dtype)
 
     def train_steps(self, steps: int, weighter: Weighter) -> None:
         """``steps`` paired steps with ``weighter`` on the target; statistics stay on the device."""
-        for _ in range(steps):
-            batch, target, reference = self.paired_step(weighter)
-            self.stats.update(target.losses, target.weights, batch.targets, self.noise_mask[batch.indices])
-            self.guard.observe(target.loss)
-            if reference is not None:
-                self.reference_loss_sum += reference.losses.sum()
-                self.guard.observe(reference.loss)
+        learners = [Learner(self.target, self.target_optimizer, weighter, self.stats)]
+        if self.reference is not None:
+            learners.append(Learner(self.reference, self.reference_optimizer, self.uniform, self.reference_stats))
+        self._run(learners, steps)
+        self.paired_steps += steps
 
     def warm_up(self, steps: int) -> None:
         """Unweighted steps of the target alone, then copy it into the reference.
@@ -126,14 +102,7 @@ class PairedTrainer:
         """
         if self.paired_steps:
             raise LawError("warm_up() must come before the first paired step: it overwrites the reference")
-        for _ in range(steps):
-            batch = next(self.stream)
-            result = train_step(self.target, self.target_optimizer, self.uniform,
-                                batch.inputs, batch.targets, self.progress(), self.amp_dtype)
-            self.step += 1
-            self.stats.update(result.losses, result.weights, batch.targets, self.noise_mask[batch.indices])
-            self.reference_loss_sum += result.losses.sum()
-            self.guard.observe(result.loss)
+        self._run([Learner(self.target, self.target_optimizer, self.uniform, self.stats)], steps)
         if self.reference is None:
             return
         self.reference.load_state_dict(self.target.state_dict())
@@ -163,7 +132,7 @@ class PairedTrainer:
 
     def reset_stats(self) -> None:
         self.stats.reset()
-        self.reference_loss_sum.zero_()
+        self.reference_stats.reset()
 
     def stage_summary(self, where: str = "stage") -> dict:
         """Host-side statistics since ``reset_stats``. This is the stage's sync point.
@@ -172,8 +141,8 @@ class PairedTrainer:
         """
         self.guard.check(where)
         summary = self.stats.summary()
-        samples = max(summary["samples"], 1)
-        reference_loss = float(self.reference_loss_sum) / samples if self.reference is not None else float("nan")
+        # NaN without a reference, and in the warm-up, where only the target trains.
+        reference_loss = self.reference_stats.summary()["mean_loss"]
         return {
             "target_loss": summary["mean_loss"],
             "reference_loss": reference_loss,

@@ -24,57 +24,14 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from agents import DDPGConfig
-from envs import EnvConfig
 from law.data import DataConfig
 from law.errors import ConfigError
 from law.methods import MethodConfig
+from law.schedule import StageSchedule
 from law.search import SearchConfig
 from law.trainer import OptimConfig
 
 PROFILES = ("cpu", "paper", "smoke")
-
-
-@dataclass(frozen=True)
-class StageSchedule:
-    """Training length and learning-rate drops, counted in 3SM stages."""
-
-    num_stages: int
-    """Stages in a run, warm-up included (paper: 20)."""
-    warmup_stages: int
-    """Leading stages LAW trains unweighted."""
-    epochs_per_stage: int
-    """Epochs per stage (an integer, so stage ends fall on epoch ends)."""
-    lr_drop_stages: tuple[int, ...]
-    """Stages at whose start the learning rate is multiplied by lr_drop_factor."""
-    lr_drop_factor: float = 0.1
-    """Learning-rate factor at each drop."""
-
-    @property
-    def epochs(self) -> int:
-        return self.num_stages * self.epochs_per_stage
-
-    def milestones(self) -> tuple[float, ...]:
-        """The drops in epochs, for the baselines' step schedule."""
-        return tuple(float(s * self.epochs_per_stage) for s in self.lr_drop_stages)
-
-    def report_epochs(self) -> tuple[int, ...]:
-        """Epochs at which every method's test accuracy enters "best": the end of the
-        warm-up and of each later stage (where LAW's runs are evaluated)."""
-        first = max(self.warmup_stages, 1)
-        return tuple(s * self.epochs_per_stage for s in range(first, self.num_stages + 1))
-
-    def baseline_optim(self, optim: OptimConfig) -> OptimConfig:
-        return replace(optim, lr_schedule="step", lr_milestones=self.milestones(), lr_gamma=self.lr_drop_factor)
-
-    def env_config(self, model: str, data_seed: int, **extra) -> EnvConfig:
-        return EnvConfig(model=model, num_stages=self.num_stages, warmup_stages=self.warmup_stages,
-                         epochs_per_stage=float(self.epochs_per_stage), lr_drop_stages=self.lr_drop_stages,
-                         lr_drop_factor=self.lr_drop_factor, data_seed=data_seed, **extra)
-
-    def describe(self) -> str:
-        drops = ", ".join(str(int(m)) for m in self.milestones()) or "none"
-        return (f"{self.epochs} epochs = {self.num_stages} stages x {self.epochs_per_stage} "
-                f"({self.warmup_stages} warm-up), lr x{self.lr_drop_factor:g} at epoch(s) {drops}")
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from law.methods import MethodConfig, build_weighter
 from law.models import MODEL_NAMES, build_model
 from law.progress import ProgressLine
 from law.stats import WeightStats
-from law.trainer import (CollapseGuard, DivergenceGuard, OptimConfig, evaluate, learning_rate,
-                         make_optimizer, set_lr, train_step)
-from law.weighting import Progress, Weighter
+from law.trainer import (CollapseGuard, DivergenceGuard, Learner, OptimConfig, evaluate, learning_rate,
+                         make_optimizer, run_steps)
+from law.weighting import Weighter
 
 
 @dataclass
@@ -94,27 +94,25 @@ def fit(model: torch.nn.Module, bundle: DataBundle, weighter: Weighter, optim_cf
     steps, epochs = stream.steps_per_epoch, run.epochs
     bar = ProgressLine(epochs, "train", enabled=run.progress)
     history: list[dict] = []
+    learner = Learner(model, optimizer, weighter, stats)
     try:
         for epoch in range(epochs):
             stats.reset()
             started = time.perf_counter()
-            for step in range(steps):
-                progress = Progress(step=epoch * steps + step, epoch=epoch + step / steps, total_epochs=epochs)
-                set_lr(optimizer, learning_rate(optim_cfg, progress.epoch, epochs))
-                batch = next(stream)
-                result = train_step(model, optimizer, weighter, batch.inputs, batch.targets, progress, dtype)
-                guard.observe(result.loss)
-                stats.update(result.losses, result.weights, batch.targets, noise_mask[batch.indices])
+            run_steps([learner], stream, steps, start_step=epoch * steps, steps_per_epoch=steps,
+                      total_epochs=epochs, noise_mask=noise_mask, guard=guard, amp_dtype=dtype,
+                      lr_at=lambda at: learning_rate(optim_cfg, at, epochs))
             guard.check(f"epoch {epoch + 1}")  # the per-epoch sync point
+            train = stats.summary()
             seconds = time.perf_counter() - started
             record = {
                 "epoch": epoch + 1,
                 "lr": optimizer.param_groups[0]["lr"],
-                "train": stats.summary(),
+                "train": train,
                 "val": evaluate(model, bundle.eval_batches("val"), bundle.num_classes),
                 "test": evaluate(model, bundle.eval_batches("test"), bundle.num_classes),
                 "seconds": seconds,
-                "images_per_second": steps * batch.targets.numel() / seconds,
+                "images_per_second": train["samples"] / seconds,
             }
             history.append(record)
             logger.log_epoch(record, stats.all_weights())

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 import torch
 from torch import nn
 
 from law.errors import ConfigError, TrainingCollapsed, TrainingDiverged
 from law.metrics import classification_metrics
+from law.stats import WeightStats
 from law.weighting import Progress, Weighter, weighted_loss
 
 LR_SCHEDULES = ("cosine", "step", "constant")
@@ -100,6 +101,43 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, weighter: Wei
     loss.backward()
     optimizer.step()
     return StepResult(logits.detach(), losses.detach(), weights, loss.detach())
+
+
+class Learner(NamedTuple):
+    """One network in training: what its steps need and where their statistics go."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    weighter: Weighter
+    stats: WeightStats
+
+
+def run_steps(learners: Sequence[Learner], stream: Iterator, steps: int, *, start_step: int,
+              steps_per_epoch: int, total_epochs: float, noise_mask: torch.Tensor, guard: "DivergenceGuard",
+              amp_dtype: torch.dtype | None = None,
+              lr_at: Optional[Callable[[float], float]] = None) -> int:
+    """The one training loop: ``steps`` steps in which every learner trains on the same batch.
+
+    One learner is ``law train`` or a data-parallel worker; two (the target,
+    weighted, and its unweighted twin) are paired training. ``lr_at(epoch)``
+    sets the rate before each step; without it the optimisers keep theirs.
+    Nothing syncs with the host: losses and weights add into the learners'
+    statistics and the guard on the device. Returns the step count after them.
+    """
+    for step in range(start_step, start_step + steps):
+        progress = Progress(step=step, epoch=step / steps_per_epoch, total_epochs=total_epochs)
+        if lr_at is not None:
+            lr = lr_at(progress.epoch)
+            for learner in learners:
+                set_lr(learner.optimizer, lr)
+        batch = next(stream)
+        noisy = noise_mask[batch.indices]
+        for learner in learners:
+            result = train_step(learner.model, learner.optimizer, learner.weighter,
+                                batch.inputs, batch.targets, progress, amp_dtype)
+            guard.observe(result.loss)
+            learner.stats.update(result.losses, result.weights, batch.targets, noisy)
+    return start_step + steps
 
 
 class DivergenceGuard:

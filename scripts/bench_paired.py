@@ -28,7 +28,7 @@ from law.models import build_model  # noqa: E402
 from law.paired import PairedTrainer  # noqa: E402
 from law.policy import LAWPolicyWeighter  # noqa: E402
 from law.stats import WeightStats  # noqa: E402
-from law.trainer import DivergenceGuard, OptimConfig, make_optimizer, train_step  # noqa: E402
+from law.trainer import DivergenceGuard, Learner, OptimConfig, make_optimizer, run_steps  # noqa: E402
 from law.weighting import Progress, WeightInputs, Weighter  # noqa: E402
 
 
@@ -57,12 +57,9 @@ class PlainLoop:
         self.guard = DivergenceGuard(device)
 
     def train_steps(self, steps: int) -> None:
-        for step in range(steps):
-            batch = next(self.stream)
-            result = train_step(self.model, self.optimizer, self.weighter, batch.inputs, batch.targets,
-                                Progress(step=step))
-            self.guard.observe(result.loss)
-            self.stats.update(result.losses, result.weights, batch.targets, self.noise_mask[batch.indices])
+        learner = Learner(self.model, self.optimizer, self.weighter, self.stats)
+        run_steps([learner], self.stream, steps, start_step=0, steps_per_epoch=self.stream.steps_per_epoch,
+                  total_epochs=1.0, noise_mask=self.noise_mask, guard=self.guard)
 
 
 def sync(device: torch.device) -> None:

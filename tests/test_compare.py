@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from agents import DDPG, DDPGConfig
+from envs import EnvConfig
 from law.compare import (CompareConfig, aggregate, build_experiment, compare, mean_std, minority_classes,
                          parse_methods, parse_seeds, run_metrics)
 from law.data import DataConfig
@@ -26,7 +27,7 @@ from law.trainer import OptimConfig, learning_rate
 def write_policy(path, num_stages: int = 3) -> str:
     schedule = get_suite("cifar10-noisy").profile("smoke").schedule
     agent = DDPG(num_stages, -1.0, 1.0, DDPGConfig(), action_dim=ACTION_SIZE)
-    atomic_save(policy_file(agent.greedy_state(), schedule.env_config("mlp", 100), {}), path)
+    atomic_save(policy_file(agent.greedy_state(), EnvConfig.from_schedule(schedule, "mlp", 100), {}), path)
     return str(path)
 
 
@@ -54,14 +55,16 @@ def test_baseline_lr_equals_stage_lr_at_every_step(suite, profile):
     p = get_suite(suite).profile(profile)
     s = p.schedule
     optim = s.baseline_optim(p.optim)
+    env = EnvConfig.from_schedule(s, p.model, data_seed=3)
+    env.validate()
+    assert env.num_stages * env.epochs_per_stage == s.epochs
     steps_per_epoch = 7
     for step in range(s.epochs * steps_per_epoch):
         stage = step // (s.epochs_per_stage * steps_per_epoch)
-        stage_lr = p.optim.lr * s.lr_drop_factor ** sum(stage >= d for d in s.lr_drop_stages)
-        assert learning_rate(optim, step / steps_per_epoch, s.epochs) == pytest.approx(stage_lr)
-    env = s.env_config(p.model, data_seed=3)
-    env.validate()
-    assert env.num_stages * env.epochs_per_stage == s.epochs
+        assert learning_rate(optim, step / steps_per_epoch, s.epochs) == pytest.approx(
+            env.schedule.lr_at(p.optim.lr, stage))
+    drops = [env.schedule.lr_at(1.0, stage) for stage in range(s.num_stages)]
+    assert drops[0] == 1.0 and len(set(drops)) == len(s.lr_drop_stages) + 1
 
 
 def test_profiles_are_labelled_and_valid():

@@ -17,6 +17,7 @@ import torch
 from torchvision.io import write_png
 
 from agents import DDPG, DDPGConfig
+from envs import EnvConfig
 from law.io import atomic_save
 from law.policy import ACTION_SIZE
 from law.policy_file import policy_file
@@ -58,7 +59,7 @@ def policy(tmp_path_factory) -> str:
     schedule = get_suite("cifar10-noisy").profile("smoke").schedule
     agent = DDPG(schedule.num_stages, -1.0, 1.0, DDPGConfig(), action_dim=ACTION_SIZE)
     path = tmp_path_factory.mktemp("policy") / "policy.pt"
-    atomic_save(policy_file(agent.greedy_state(), schedule.env_config("mlp", 100), {}), path)
+    atomic_save(policy_file(agent.greedy_state(), EnvConfig.from_schedule(schedule, "mlp", 100), {}), path)
     return str(path)
 
 
