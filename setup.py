@@ -18,9 +18,10 @@ setup(
         "numpy>=1.24",
         "tensorboard>=2.14",
         "gymnasium>=1.0",
+        "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "scikit-learn>=1.3"],
         "plots": ["matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["law=law.cli:main"]},

@@ -68,7 +68,3 @@ def search_preset(name: str) -> dict:
         raise ConfigError("preset", f"unknown preset '{name}'; known: {', '.join(SEARCH_PRESETS)}")
     return SEARCH_PRESETS[name]()
 
-
-def with_overrides(preset: dict, **sections: dict) -> dict:
-    """A preset with some fields of some sections replaced (used by suites)."""
-    return {name: replace(cfg, **sections.get(name, {})) for name, cfg in preset.items()}

@@ -1,32 +1,26 @@
-"""A dependency-free progress line for long loops."""
+"""Progress bars on stderr, drawn by tqdm."""
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
 
 
 class ProgressLine:
-    """Redraws one status line on a terminal; prints plain lines otherwise (logs, CI)."""
+    """A tqdm bar driven by absolute counts (``update(done, message)``), as the loops know them.
 
-    def __init__(self, total: int, label: str, enabled: bool = True, stream=None):
-        self.total, self.label, self.enabled = total, label, enabled
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-        self.interactive = self.stream.isatty()
+    On a terminal it redraws in place; piped into a log it writes at most one
+    line every 30 s, and the final state, instead of one line per update.
+    """
+
+    def __init__(self, total: int, label: str, enabled: bool = True):
+        interactive = sys.stderr.isatty()
+        self.bar = tqdm(total=total, desc=label, disable=not enabled, file=sys.stderr, dynamic_ncols=True,
+                        mininterval=0.5 if interactive else 30.0, leave=True)
 
     def update(self, done: int, message: str = "") -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        eta = f"{elapsed / done * (self.total - done):4.0f}s" if done else "   ?"
-        width = 24
-        filled = int(width * done / max(self.total, 1))
-        bar = "#" * filled + "." * (width - filled)
-        line = f"{self.label} [{bar}] {done}/{self.total} {elapsed:5.0f}s eta {eta} {message}"
-        if self.interactive:
-            self.stream.write("\r" + line[:160].ljust(160))
-            if done >= self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        if message:
+            self.bar.set_postfix_str(message, refresh=False)
+        self.bar.update(done - self.bar.n)
+        if done >= self.bar.total:
+            self.bar.close()

@@ -1,8 +1,10 @@
 import math
+import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn import metrics as sklearn_metrics
 
 import law.metrics
 from law.metrics import (
@@ -134,3 +136,52 @@ def test_shape_errors():
         classification_metrics(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), 5)
     with pytest.raises(ValueError, match="targets"):
         classification_metrics(torch.zeros(4, 3), torch.zeros(3, dtype=torch.long), 3)
+
+
+# ---------------------------------------------------------------------------- against scikit-learn
+
+
+
+def _random_case(seed: int, n: int, num_classes: int, missing: int):
+    """Random logits and skewed targets; the last ``missing`` classes never occur as targets."""
+    g = torch.Generator().manual_seed(seed)
+    present = num_classes - missing
+    prior = torch.rand(present, generator=g) ** 2 + 0.05
+    targets = torch.multinomial(prior, n, replacement=True, generator=g)
+    # Logits that lean towards the target, so accuracy is neither 0 nor 1.
+    logits = torch.randn(n, num_classes, generator=g) * 2
+    logits[torch.arange(n), targets] += torch.rand(n, generator=g) * 3
+    return logits, targets
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("num_classes,missing", [(2, 0), (5, 0), (10, 2)])
+def test_classification_metrics_match_scikit_learn(seed, num_classes, missing):
+    logits, targets = _random_case(seed, 300, num_classes, missing)
+    ours = classification_metrics(logits, targets, num_classes)
+    y, pred = targets.numpy(), logits.argmax(1).numpy()
+    probs = torch.softmax(logits.double(), 1).numpy()
+
+    assert ours["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(y, pred))
+    with warnings.catch_warnings():  # "y_pred contains classes not in y_true": by design here
+        warnings.simplefilter("ignore")
+        balanced = sklearn_metrics.balanced_accuracy_score(y, pred)
+    assert ours["balanced_accuracy"] == pytest.approx(balanced)
+    assert ours["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(y, pred, average="macro"))
+    assert ours["loss"] == pytest.approx(sklearn_metrics.log_loss(y, probs, labels=range(num_classes)), rel=1e-5)
+    expected_cm = sklearn_metrics.confusion_matrix(y, pred, labels=range(num_classes))
+    assert confusion_matrix(logits.argmax(1), targets, num_classes).tolist() == expected_cm.tolist()
+    aucs = [sklearn_metrics.roc_auc_score(y == c, probs[:, c]) for c in range(num_classes - missing)]
+    assert ours["mean_auc"] == pytest.approx(sum(aucs) / len(aucs))
+    assert ours["predicted_classes"] == len(set(pred.tolist()))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_auc_with_tied_scores_matches_scikit_learn(seed):
+    """Ties score one half, as in the Mann-Whitney statistic scikit-learn computes."""
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 4, (200, 3), generator=g).double()  # few distinct values: many ties
+    targets = torch.randint(0, 3, (200,), generator=g)
+    ours = one_vs_rest_auc(scores, targets)
+    for c in range(3):
+        assert float(ours[c]) == pytest.approx(sklearn_metrics.roc_auc_score(targets.numpy() == c, scores[:, c]))
