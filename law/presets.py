@@ -6,7 +6,6 @@ every flag given on the command line wins.
 """
 from __future__ import annotations
 
-from dataclasses import replace
 
 from agents import DDPGConfig
 from envs import EnvConfig

@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents import SchedulePolicy  # noqa: E402
 from law.apply import ApplyConfig, apply_policy  # noqa: E402
-from law.compare import CompareConfig, build_experiment, search_configs  # noqa: E402
+from law.bench.experiment import CompareConfig, build_experiment  # noqa: E402
+from law.bench.policy import search_configs  # noqa: E402
 from law.config import to_dict  # noqa: E402
 from law.errors import ConfigError, LawError  # noqa: E402
 from law.io import atomic_save, atomic_write_json, atomic_write_text, environment_info  # noqa: E402

@@ -13,8 +13,10 @@ import torch
 
 from agents import DDPG, DDPGConfig
 from envs import EnvConfig
-from law.compare import (CompareConfig, aggregate, build_experiment, compare, mean_std, minority_classes,
-                         parse_methods, parse_seeds, run_metrics)
+from law.bench.experiment import CompareConfig, build_experiment, parse_methods, parse_seeds
+from law.bench.figures import minority_classes
+from law.bench.report import aggregate, mean_std, run_metrics
+from law.compare import compare
 from law.data import DataConfig
 from law.errors import ConfigError
 from law.io import atomic_save
