@@ -16,7 +16,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import gymnasium
+import numpy
+import ray
 import torch
+import torchvision
 
 from law.errors import ConfigError
 
@@ -117,10 +121,6 @@ def code_revision() -> str:
 
 def environment_info() -> dict:
     """Versions and hardware a result was produced with."""
-    import gymnasium
-    import numpy
-    import torchvision
-
     info = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -133,10 +133,5 @@ def environment_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-    try:
-        import ray
-
-        info["ray"] = ray.__version__
-    except ImportError:
-        info["ray"] = None
+    info["ray"] = ray.__version__
     return info

@@ -7,6 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from baselines.class_balanced import ClassBalancedWeighter
+from baselines.curriculum import OHEMWeighter, SPLWeighter
+from baselines.focal import FocalWeighter
+from baselines.l2rw import L2RWWeighter
+from baselines.low import LOWWeighter
 from law.errors import ConfigError
 from law.weighting import Weighter
 
@@ -62,39 +67,27 @@ def _ce(cfg: MethodConfig, class_counts) -> Weighter:
 
 
 def _focal(cfg: MethodConfig, class_counts) -> Weighter:
-    from baselines.focal import FocalWeighter
-
     return FocalWeighter(gamma=cfg.focal_gamma)
 
 
 def _cb(cfg: MethodConfig, class_counts) -> Weighter:
-    from baselines.class_balanced import ClassBalancedWeighter
-
     return ClassBalancedWeighter(class_counts, beta=cfg.cb_beta or None)
 
 
 def _low(cfg: MethodConfig, class_counts) -> Weighter:
-    from baselines.low import LOWWeighter
-
     base = METHODS[cfg.low_base](cfg, class_counts)
     return LOWWeighter(lam=cfg.low_lambda, base=base, score_scale=cfg.low_score_scale)
 
 
 def _l2rw(cfg: MethodConfig, class_counts) -> Weighter:
-    from baselines.l2rw import L2RWWeighter
-
     return L2RWWeighter()
 
 
 def _spl(cfg: MethodConfig, class_counts) -> Weighter:
-    from baselines.curriculum import SPLWeighter
-
     return SPLWeighter(a=cfg.curriculum_a, min_fraction=cfg.curriculum_min_fraction)
 
 
 def _ohem(cfg: MethodConfig, class_counts) -> Weighter:
-    from baselines.curriculum import OHEMWeighter
-
     return OHEMWeighter(a=cfg.curriculum_a, min_fraction=cfg.curriculum_min_fraction)
 
 

@@ -36,14 +36,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import ray
 import torch
+from torch.utils.tensorboard import SummaryWriter
 
 from agents import DDPG, DDPGConfig, RandomSearch, TransitionBuffer
 from agents.policies import policy_from_state
@@ -53,6 +57,7 @@ from law.data import DataConfig, load_data
 from law.errors import ConfigError, Interrupted, LawError
 from law.io import (atomic_save, atomic_write_json, atomic_write_text, environment_info,
                     new_run_dir, run_folder, run_stamp)
+from law.logging import config_markdown
 from law.models import build_model
 from law.policy_file import policy_file
 from law.progress import ProgressLine
@@ -208,8 +213,6 @@ def _gather(futures: dict[int, Any]) -> dict[int, Any]:
     An exception raised *by the environment* is not a fault to retry (it would
     raise again): it stops the search with the environment's own message.
     """
-    import ray
-
     results = {}
     for index, future in futures.items():
         try:
@@ -484,10 +487,6 @@ class SearchLogger:
     """TensorBoard tags: reward/, target/, reference/, weights/, eval/, agent/, perf/."""
 
     def __init__(self, run_dir: Path, config: dict):
-        from torch.utils.tensorboard import SummaryWriter
-
-        from law.logging import config_markdown
-
         self.writer = SummaryWriter(str(run_dir))
         self.writer.add_text("config", config_markdown(config), 0)
 
@@ -554,8 +553,6 @@ def init_ray(address: str, num_cpus: Optional[float] = None) -> None:
     this machine, even a dead one (and hang for minutes): a plain run never does.
     An address that does not answer within seconds is a clear error, not a hang.
     """
-    import ray
-
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS", "")
@@ -568,9 +565,6 @@ def init_ray(address: str, num_cpus: Optional[float] = None) -> None:
 
 def check_ray_address(address: str, timeout: float = 3.0) -> None:
     """Refuse, within ``timeout`` seconds, a cluster address whose head does not answer."""
-    import socket
-    import tempfile
-
     target = address
     if address == "auto":
         record = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
@@ -652,8 +646,6 @@ class SearchFinished(LawError):
 
 
 def _run(run: "Search") -> dict:
-    import ray
-
     cfg, run_dir = run.cfg, run.run_dir
     # The learner's networks are tiny; more than one torch thread here only fights the
     # workers for cores (measured: FDU took 17 ms on 1 thread, 1.7 s on 2 beside 2 workers).

@@ -11,6 +11,7 @@ import torch
 from law.bench.experiment import DISPLAY, RESULTS, Experiment, reported
 from law.data import DataConfig
 from law.noise import imbalance_counts
+from law.plots import Curve, plot_panels
 
 def _load_runs(exp: Experiment) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {}
@@ -26,8 +27,6 @@ def _load_runs(exp: Experiment) -> dict[str, list[dict]]:
 
 
 def _curve(histories: list[list[dict]], value):
-    from law.plots import Curve
-
     # Seeds of one method share their evaluation epochs; a shorter history (none so far) would truncate.
     length = min(len(h) for h in histories)
     x = [r["epoch"] for r in histories[0][:length]]
@@ -80,8 +79,6 @@ def _weight_panels(runs: dict[str, list[dict]], groups: dict) -> dict:
 
 
 def make_plots(exp: Experiment) -> list[Path]:
-    from law.plots import plot_panels
-
     runs = _load_runs(exp)
     folder, paths = exp.out / "plots", []
     note = f"profile {exp.cfg.profile}: {exp.profile.label}; mean ± std over seeds {exp.cfg.seeds}"
