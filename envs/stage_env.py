@@ -107,7 +107,7 @@ class EnvConfig:
     """theta = action_scale * action for actions in [-1, 1]."""
     bias_range: tuple[float, ...] = (0.0, 4.0)
     """(low, high) of b, reached at actions -1 and 1. Below 0 the batch-normalised sigmoid is in its
-    exponential tail and a handful of samples carry the whole step (measured: stages lost up to 28 points)."""
+    exponential tail and a handful of samples carry the whole step."""
     features: tuple[str, ...] = FEATURE_NAMES
     """Features the policy weights by (of loss entropy density label); the others get theta 0. Each is one
     action dimension: a small search budget explores fewer dimensions far better."""

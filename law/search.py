@@ -648,7 +648,7 @@ class SearchFinished(LawError):
 def _run(run: "Search") -> dict:
     cfg, run_dir = run.cfg, run.run_dir
     # The learner's networks are tiny; more than one torch thread here only fights the
-    # workers for cores (measured: FDU took 17 ms on 1 thread, 1.7 s on 2 beside 2 workers).
+    # workers for cores (docs/design.md, "Search settings of the CPU profiles").
     torch.set_num_threads(1)
     logger = bar = None
     workers: list = []

@@ -125,23 +125,11 @@ def _smoke_data(**fields) -> DataConfig:
 
 NOISY = dict(noise="symmetric", noise_rate=0.4)
 
-# The CPU regime. Label-noise weighting only pays once plain CE memorises the noisy
-# labels (docs/design.md, "Benchmark regime": 5k images, 60 epochs, crop+flip, drop at 70 %
-# memorises, but one CE run takes ~6.5 min, ~6 h for a whole comparison). Measured
-# here on the CIFAR-10 images (small_cnn, 40 % noise, 2k train / 2k test, one seed):
-#
-#   augmentation, epochs, lr drop      CE test acc best / last
-#   crop+flip, 30, at 21 (2.5k train)  46.3 / 46.3   still learning
-#   crop+flip, 60, at 42               48.1 / 47.5   no memorisation
-#   flip only, 40, at 20               48.4 / 47.9   barely
-#   none,      30, at 21               47.1 / 38.1   starts at the very end
-#   none,      30, at 15               47.7 / 38.8   memorises after the drop
-#
-# Random crops are what keeps a small network from memorising a small set; without
-# them 2k images and 30 epochs reach the memorisation phase at a tenth of the
-# calibration run's cost, so 8 methods x 3 seeds and a search fit in about an hour.
+# The CPU regime: plain CE must reach the memorisation phase of the noisy labels for
+# weighting to matter, at a cost that fits a comparison in about an hour on 2 cores
+# (the calibration runs: docs/design.md, "The noisy CIFAR cpu profile").
 EVAL_BATCH_CPU = 128
-"""Evaluation batch on CPU: 128 evaluates small_cnn twice as fast as 1000 (cache-sized activations)."""
+"""Evaluation batch on CPU (activations that fit the cache; docs/design.md)."""
 CPU_NOISY_SCHEDULE = StageSchedule(num_stages=10, warmup_stages=2, epochs_per_stage=3, lr_drop_stages=(5,))
 PAPER_CIFAR_SCHEDULE = StageSchedule(num_stages=20, warmup_stages=2, epochs_per_stage=10,
                                      lr_drop_stages=(10, 13, 16))
@@ -152,17 +140,9 @@ PAPER_CIFAR_SCHEDULE = StageSchedule(num_stages=20, warmup_stages=2, epochs_per_
 # DDPG (no pull towards the box centre): see README, "Search quality".
 CPU_SEARCH = SearchConfig(episodes=32, workers=2, cpus_per_worker=1.0, seed_pool=4, eval_every=8, eval_seeds=2)
 
-# A few hundred transitions cannot explore five action dimensions: in the noisy CPU
-# profile's first 8 episodes over all four features, every episode's return was negative
-# (-52 to -406; random directions in theta concentrate the batch on a few samples). The
-# CPU profiles therefore search theta on the features that carry the bias (loss for
-# label noise, loss and label frequency for imbalance) plus b; the paper profiles search all.
-#
-# And each stage is paid the change of the accuracy gap it made (reward "change", k = 0:
-# an episode's return is the final gap). With the paper's per-stage gap, a stage that
-# kept theta = 0 was still paid -12 to +10 for what earlier stages left behind, far more
-# than one stage's own effect (a few points), and over 14 episodes the returns drifted
-# from about +2 to -15..-38.
+# A small search budget explores few dimensions: theta on the features that carry the
+# bias, plus b; and each stage is paid the change of the gap it made, so an episode's
+# return is its final gap (why: docs/design.md, "Search settings of the CPU profiles").
 CPU_NOISY_SEARCH_ENV = {"features": ("loss",), "reward": "change", "reward_k": 0.0}
 CPU_IMBALANCED_SEARCH_ENV = {"features": ("loss", "label"), "reward": "change", "reward_k": 0.0}
 
