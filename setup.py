@@ -19,6 +19,7 @@ setup(
         "tensorboard>=2.14",
         "gymnasium>=1.0",
         "tqdm>=4.60",
+        "tyro>=1.0",
     ],
     extras_require={
         "test": ["pytest>=7", "scikit-learn>=1.3"],

@@ -35,7 +35,6 @@ checkpoint. Settings that would change results are stored in
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -44,17 +43,15 @@ from typing import Optional
 
 import torch
 
-from law.bench.experiment import (METHOD_ORDER, RESULTS, CompareConfig, Experiment, build_experiment, check_spec,
+from law.bench.experiment import (RESULTS, CompareConfig, Experiment, build_experiment, check_spec,
                                   say)
 from law.bench.policy import ensure_policy
 from law.bench.report import run_metrics, write_report
 from law.bench.runs import run_one
-from law.config import add_config_args, config_from_args
 from law.distributed import SUPPORTED_METHODS
-from law.errors import ConfigError, LawError
-from law.suites import PROFILES
+from law.errors import ConfigError
 
-__all__ = ["CompareConfig", "compare", "add_compare_parser", "add_script_args", "script_main"]
+__all__ = ["CompareConfig", "compare"]
 
 
 def compare(cfg: CompareConfig) -> dict:
@@ -101,59 +98,3 @@ def _report_run(exp: Experiment, row: dict) -> None:
     metrics = run_metrics(results, exp.schedule.report_epochs())
     say(exp, f"  {row['method']} seed {row['seed']}: best {100 * metrics['best']:.2f}  "
               f"last {100 * metrics['last']:.2f}  ({row['wall_seconds'] / 60:.1f} min)")
-
-
-def add_compare_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="compare weighting methods on a benchmark suite (tables, plots)",
-                       description="Train every method on identical data, schedule and seeds; LAW applies "
-                                   "--policy or a policy searched first. Writes table.md, results.csv, "
-                                   "results.json, plots/ and TensorBoard runs; re-running continues.")
-    add_config_args(p, CompareConfig)
-    p.set_defaults(handler=run_compare_command)
-
-
-def run_compare_command(args: argparse.Namespace) -> int:
-    results = compare(config_from_args(CompareConfig, args))
-    print(results["table"])
-    print(f"results: {results['out']}/table.md  results.csv  results.json   "
-          f"tensorboard --logdir {results['out']}/runs")
-    return 0
-
-
-def add_script_args(parser: argparse.ArgumentParser) -> None:
-    """The flags every benchmark script shares, named as in torchvision's references."""
-    parser.add_argument("--data-path", "--data-root", dest="data_root", default="",
-                        help="folder with train/<class>/ and test/<class>/ images, or torchvision's CIFAR files")
-    parser.add_argument("--noise-file", default="", help="suite cifar10n: the CIFAR-10N label file CIFAR-10_human.pt")
-    parser.add_argument("--output-dir", default="runs/compare", help="folder that receives the comparison folder")
-    parser.add_argument("--profile", default="cpu", choices=PROFILES,
-                        help="cpu: ~1 h on 2 cores; paper: the paper's settings (GPUs); smoke: seconds")
-    parser.add_argument("--methods", default=",".join(METHOD_ORDER), help="comma-separated methods")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
-    parser.add_argument("--policy", default="", help="LAW policy file; default: search one first")
-    parser.add_argument("--episodes", type=int, default=0, help="search episodes (0: the suite's)")
-    parser.add_argument("--search-workers", dest="workers", type=int, default=0,
-                        help="search env workers (0: the suite's)")
-    parser.add_argument("--address", default="", help="Ray cluster address (default: local)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: the suite's)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at the same time")
-    parser.add_argument("--train-workers", type=int, default=-1,
-                        help="data-parallel Ray Train workers per run, one per GPU (-1: the suite's)")
-    parser.add_argument("--name", default="", help="comparison folder name (default: {suite}__{profile})")
-    parser.add_argument("--no-plots", dest="plots", action="store_false", help="skip the PNG plots")
-    parser.add_argument("--quiet", dest="progress", action="store_false", help="no progress lines")
-
-
-def script_main(args: argparse.Namespace, suite: str, **fields) -> int:
-    """Run a comparison from a script's parsed flags; prints the table."""
-    names = {f for f in CompareConfig.__dataclass_fields__}
-    given = {k: v for k, v in vars(args).items() if k in names}
-    try:
-        results = compare(CompareConfig(**(given | {"suite": suite} | fields)))
-    except LawError as error:
-        print(f"error: {error}")
-        return 2
-    print(results["table"])
-    print(f"results: {results['out']}")
-    return 0

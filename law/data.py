@@ -25,9 +25,10 @@ stratified draws), ``law.loaders`` (augmentation, batch streams).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Annotated, Iterator
 
 import torch
+import tyro
 
 from law.datasets import (RawDataset, RawSplit, cache_dir, load_cifar, load_image_folder, load_mnist,
                           make_synthetic)
@@ -54,7 +55,7 @@ class DataConfig:
 
     dataset: str = "synthetic"
     """Data set: synthetic (embedded, offline), cifar10, cifar100, mnist, imagefolder."""
-    data_root: str = ""
+    data_root: Annotated[str, tyro.conf.arg(aliases=("--data-path",))] = ""
     """Folder with the data: holds cifar-10-batches-py/, cifar-100-python/, MNIST/raw/, or (imagefolder) train/ and test/ or val/."""
     download: bool = False
     """Let torchvision download CIFAR/MNIST into --data-root when the files are missing (needs internet)."""

@@ -12,29 +12,35 @@ The folder holds train/<class>/*.JPEG and val/<class>/*.JPEG (or test/). Re-runn
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from law.compare import add_script_args, script_main  # noqa: E402
+from law.cli import guarded  # noqa: E402
+from law.commands import as_compare, run_compare  # noqa: E402
+from law.compare import CompareConfig  # noqa: E402
+
+PROG = "suite_imagenet.py"
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=add_help)
-    parser.add_argument("--model", default="", help="network every method trains (default: the profile's, "
-                                                    "resnet50 for paper)")
-    parser.add_argument("--search-model", default="", help="network the policy is searched with "
-                                                           "(default: resnet18)")
-    add_script_args(parser)
-    parser.set_defaults(methods="ce,focal,cb,spl,ohem,law")
-    return parser
+@dataclass
+class Script(CompareConfig):
+    methods: str = "ce,focal,cb,spl,ohem,law"
+    """Comma-separated methods (L2RW and LOW differentiate through the model: not data-parallel)."""
+    suite: tyro.conf.Suppress[str] = "imagenet-noisy"
+
+
+def finish(cfg: Script) -> CompareConfig:
+    return as_compare(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    return script_main(args, suite="imagenet-noisy")
+    argv = sys.argv[1:] if argv is None else argv
+    return guarded(PROG, lambda: run_compare(argv, Script(), PROG, __doc__.splitlines()[0], finish))
 
 
 if __name__ == "__main__":

@@ -8,27 +8,38 @@ mean weight of the minority classes against the others (LAW Fig. 4). Re-running 
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from law.compare import add_script_args, script_main  # noqa: E402
+from law.cli import guarded  # noqa: E402
+from law.commands import as_compare, run_compare  # noqa: E402
+from law.compare import CompareConfig  # noqa: E402
+
+PROG = "suite_imbalanced_cifar.py"
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=add_help)
-    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"))
-    parser.add_argument("--imbalance", default="longtail", choices=("step", "longtail"),
-                        help="step: 2 minority classes at 4 %% (Table 4); longtail: ratio 100 (Table 5)")
-    add_script_args(parser)
-    return parser
+@dataclass
+class Script(CompareConfig):
+    dataset: Literal["cifar10", "cifar100"] = "cifar10"
+    """CIFAR-10 or CIFAR-100."""
+    imbalance: Literal["step", "longtail"] = "longtail"
+    """step: 2 minority classes at 4 % (Table 4); longtail: ratio 100 (Table 5). The suite is <dataset>-<imbalance>."""
+    suite: tyro.conf.Suppress[str] = ""
+
+
+def finish(cfg: Script) -> CompareConfig:
+    return as_compare(cfg, suite=f"{cfg.dataset}-{cfg.imbalance}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    return script_main(args, suite=f"{args.dataset}-{args.imbalance}")
+    argv = sys.argv[1:] if argv is None else argv
+    return guarded(PROG, lambda: run_compare(argv, Script(), PROG, __doc__.splitlines()[0], finish))
 
 
 if __name__ == "__main__":

@@ -8,25 +8,36 @@ runs/ for TensorBoard). Re-running the same command continues an interrupted com
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import tyro
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from law.compare import add_script_args, script_main  # noqa: E402
+from law.cli import guarded  # noqa: E402
+from law.commands import as_compare, run_compare  # noqa: E402
+from law.compare import CompareConfig  # noqa: E402
+
+PROG = "suite_noisy_cifar.py"
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=add_help)
-    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"))
-    add_script_args(parser)
-    return parser
+@dataclass
+class Script(CompareConfig):
+    dataset: Literal["cifar10", "cifar100"] = "cifar10"
+    """CIFAR-10 or CIFAR-100: the suite is <dataset>-noisy."""
+    suite: tyro.conf.Suppress[str] = ""
+
+
+def finish(cfg: Script) -> CompareConfig:
+    return as_compare(cfg, suite=f"{cfg.dataset}-noisy")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    return script_main(args, suite=f"{args.dataset}-noisy")
+    argv = sys.argv[1:] if argv is None else argv
+    return guarded(PROG, lambda: run_compare(argv, Script(), PROG, __doc__.splitlines()[0], finish))
 
 
 if __name__ == "__main__":

@@ -10,30 +10,39 @@ Give --policy to skip the search and transfer an existing policy. Re-running con
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from law.compare import add_script_args, script_main  # noqa: E402
-from law.suites import SUITES  # noqa: E402
+from law.cli import guarded  # noqa: E402
+from law.commands import as_compare, run_compare  # noqa: E402
+from law.compare import CompareConfig  # noqa: E402
+from law.errors import ConfigError  # noqa: E402
+
+PROG = "transfer.py"
 
 
-def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=add_help)
-    parser.add_argument("--suite", default="cifar10-noisy", choices=list(SUITES))
-    parser.add_argument("--search-model", required=True, help="network A, the policy is searched with it")
-    parser.add_argument("--model", required=True, help="network B, trained with the transferred policy")
-    add_script_args(parser)
-    parser.set_defaults(methods="ce,law")
-    return parser
+@dataclass
+class Script(CompareConfig):
+    methods: str = "ce,law"
+    """Comma-separated methods: B unweighted (ce) and B with the transferred policy (law)."""
+
+
+def transfer(cfg: Script) -> CompareConfig:
+    """The comparison of network B (--model) with the policy searched on network A (--search-model)."""
+    for name in ("search_model", "model"):
+        if not getattr(cfg, name) and not (name == "search_model" and cfg.policy):
+            raise ConfigError(name, "is required: --search-model A (the policy is searched with it) and "
+                                    "--model B (trained with the transferred policy)")
+    name = cfg.name or f"{cfg.suite}__{cfg.profile}__transfer_{cfg.search_model}_to_{cfg.model}"
+    return as_compare(cfg, name=name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = get_args_parser().parse_args(argv)
-    name = args.name or f"{args.suite}__{args.profile}__transfer_{args.search_model}_to_{args.model}"
-    return script_main(args, suite=args.suite, name=name)
+    argv = sys.argv[1:] if argv is None else argv
+    return guarded(PROG, lambda: run_compare(argv, Script(), PROG, __doc__.splitlines()[0], transfer))
 
 
 if __name__ == "__main__":

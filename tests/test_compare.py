@@ -1,7 +1,6 @@
 """`law compare`: same data and schedule for every method, honest aggregation, resumability."""
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -230,14 +229,11 @@ def test_imbalanced_table_has_the_extra_columns_and_minority_plot(tmp_path, poli
     assert any(p.endswith("weights_minority.png") for p in results["plots"])
 
 
-def test_cli_flags_are_generated_from_the_config(tmp_path, policy):
-    from law.compare import add_compare_parser
+def test_law_compare_flags_are_the_config_fields(tmp_path, policy):
+    from law.cli import main
 
-    parser = argparse.ArgumentParser()
-    add_compare_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["compare", "--suite", "cifar10-noisy", "--profile", "smoke", "--methods", "ce",
-                              "--seeds", "3", "--output-dir", str(tmp_path), "--no-plots", "--no-progress"])
-    assert args.handler(args) == 0
+    assert main(["compare", "--suite", "cifar10-noisy", "--profile", "smoke", "--methods", "ce", "--seeds", "3",
+                 "--output-dir", str(tmp_path), "--no-plots", "--no-progress"]) == 0
     assert (tmp_path / "cifar10-noisy__smoke" / "runs" / "ce__seed3" / "results.json").is_file()
 
 

@@ -1,12 +1,12 @@
-"""The CLI is generated from config dataclasses; bad values fail naming the field."""
-import argparse
-from dataclasses import dataclass
+"""The command line is made by tyro from the config dataclasses; bad values fail naming the field."""
+from dataclasses import dataclass, field
 
 import pytest
 
-from law.config import add_config_args, config_from_args, field_docs
+from law.commands import Search, flags_given, parse, peek
 from law.errors import ConfigError
 from law.methods import MethodConfig
+from law.presets import search_preset
 from law.trainer import OptimConfig
 
 
@@ -23,39 +23,54 @@ class Example:
     """Switch it on."""
     stages: tuple[int, ...] = (10, 13)
     """Stages at which to drop."""
-    undocumented: int = 3
 
 
-def parse(argv, cls=Example, defaults=None):
-    parser = argparse.ArgumentParser()
-    add_config_args(parser, cls, defaults=defaults)
-    return parser, config_from_args(cls, parser.parse_args(argv), defaults)
+@dataclass
+class Command:
+    example: Example = field(default_factory=Example)
+    optim: OptimConfig = field(default_factory=OptimConfig)
 
 
-def test_field_docs_reads_attribute_docstrings():
-    assert field_docs(Example) == {"rate": "How fast.", "name": "Which one, across two lines.",
-                                   "flag": "Switch it on.", "stages": "Stages at which to drop."}
+def run(argv, default=None):
+    return parse(Command, argv, default or Command(), "law example", "An example command.")
 
 
-def test_flags_types_and_defaults():
-    _, cfg = parse([])
-    assert cfg == Example()
-    _, cfg = parse(["--rate", "2", "--name", "b", "--flag", "--stages", "1", "2", "3"])
-    assert cfg == Example(rate=2.0, name="b", flag=True, stages=(1, 2, 3))
-    _, cfg = parse(["--no-flag", "--stages"], defaults=Example(flag=True))
-    assert cfg.flag is False and cfg.stages == ()
+def test_flags_are_the_fields_with_their_types_and_defaults():
+    assert run([]) == Command()
+    cmd = run(["--rate", "2", "--name", "b", "--flag", "--stages", "1", "2", "3", "--lr", "0.3"])
+    assert cmd.example == Example(rate=2.0, name="b", flag=True, stages=(1, 2, 3)) and cmd.optim.lr == 0.3
+    cmd = run(["--no-flag", "--stages"], Command(Example(flag=True)))
+    assert cmd.example.flag is False and cmd.example.stages == ()
 
 
-def test_preset_defaults_survive_unset_flags_and_show_in_help():
-    parser, cfg = parse(["--rate", "1"], defaults=Example(name="preset"))
-    assert cfg.name == "preset" and cfg.rate == 1.0
-    assert "How fast. (default: 0.5)" in " ".join(parser.format_help().split())
-    assert "(default: 'preset')" in parser.format_help()
+def test_preset_defaults_survive_unset_flags_and_show_in_help(capsys):
+    cmd = run(["--rate", "1"], Command(Example(name="preset"), OptimConfig(lr=0.01)))
+    assert cmd.example.name == "preset" and cmd.example.rate == 1.0 and cmd.optim.lr == 0.01
+    with pytest.raises(SystemExit) as exit_:
+        run(["--help"], Command(Example(name="preset")))
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "Which one, across two lines. (default: preset)" in text and "How fast. (default: 0.5)" in text
 
 
-def test_wrong_type_is_rejected_by_the_parser():
-    with pytest.raises(SystemExit):
-        parse(["--rate", "fast"])
+def test_a_wrong_type_is_rejected_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run(["--rate", "fast"])
+    assert exit_.value.code == 2 and "--rate" in capsys.readouterr().err
+
+
+def test_search_flags_start_from_the_preset():
+    preset = search_preset("quick")
+    default = Search("quick", preset["SearchConfig"], preset["EnvConfig"], preset["DataConfig"], preset["OptimConfig"])
+    cmd = parse(Search, ["--episodes", "5", "--data-path", "/x"], default, "law search", "")
+    assert cmd.search.episodes == 5 and cmd.data.data_root == "/x"
+    assert cmd.env == preset["EnvConfig"] and cmd.optim == preset["OptimConfig"]
+
+
+def test_flags_given_names_fields_and_peek_reads_one_flag_early():
+    argv = ["--no-progress", "--lr=0.1", "--data-path", "x", "--preset", "quick", "-h"]
+    assert flags_given(argv) == ["progress", "lr", "data_root", "preset"]
+    assert peek(argv, "--preset", "none") == "quick" and peek([], "--preset", "none") == "none"
 
 
 @pytest.mark.parametrize("cfg, field", [

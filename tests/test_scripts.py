@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ CLASSES = ("cat", "dog", "frog", "ship")
 def load_script(name: str):
     spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the script defines them
     spec.loader.exec_module(module)
     return module
 
@@ -89,7 +91,7 @@ def test_suite_noisy_cifar_searches_then_compares(small_tree, tmp_path):
     """The full path: a (one-episode) search on the validation split, then CE and LAW."""
     main = load_script("suite_noisy_cifar").main
     assert main(["--data-path", small_tree, "--profile", "smoke", "--methods", "ce,law", "--seeds", "0",
-                 "--output-dir", str(tmp_path), "--no-plots", "--quiet"]) == 0
+                 "--output-dir", str(tmp_path), "--no-plots", "--no-progress"]) == 0
     out = tmp_path / "cifar10-noisy__smoke"
     assert (out / "search" / "policy.pt").is_file()
     assert {r["method"] for r in rows(out)} == {"ce", "law", "law-twin"}
@@ -102,7 +104,7 @@ def test_suite_noisy_cifar_searches_then_compares(small_tree, tmp_path):
 def test_suite_imbalanced_cifar(small_tree, policy, tmp_path):
     main = load_script("suite_imbalanced_cifar").main
     assert main(["--data-path", small_tree, "--imbalance", "step", "--profile", "smoke", "--methods", "ce,cb,law",
-                 "--seeds", "0", "--policy", policy, "--output-dir", str(tmp_path), "--no-plots", "--quiet"]) == 0
+                 "--seeds", "0", "--policy", policy, "--output-dir", str(tmp_path), "--no-plots", "--no-progress"]) == 0
     out = tmp_path / "cifar10-step__smoke"
     table = (out / "table.md").read_text()
     assert "balanced acc" in table and "| CB | 1 |" in table
@@ -113,7 +115,7 @@ def test_transfer_script_trains_network_b(small_tree, policy, tmp_path):
     main = load_script("transfer").main
     assert main(["--suite", "cifar10-noisy", "--search-model", "mlp", "--model", "small_cnn", "--policy", policy,
                  "--data-path", small_tree, "--profile", "smoke", "--seeds", "0", "--output-dir", str(tmp_path),
-                 "--no-plots", "--quiet"]) == 0
+                 "--no-plots", "--no-progress"]) == 0
     out = tmp_path / "cifar10-noisy__smoke__transfer_mlp_to_small_cnn"
     law = json.loads((out / "runs" / "law__seed0" / "results.json").read_text())
     assert law["config"]["EnvConfig"]["model"] == "small_cnn"
@@ -125,7 +127,7 @@ def test_suite_imagenet_trains_data_parallel_on_two_cpu_workers(tmp_path, policy
     tree = write_tree(tmp_path / "imagenet_like", side=20, train_per_class=20, test_per_class=4)
     main = load_script("suite_imagenet").main
     assert main(["--data-path", str(tree), "--profile", "smoke", "--methods", "law", "--seeds", "0",
-                 "--policy", policy, "--output-dir", str(tmp_path / "out"), "--no-plots", "--quiet"]) == 0
+                 "--policy", policy, "--output-dir", str(tmp_path / "out"), "--no-plots", "--no-progress"]) == 0
     out = tmp_path / "out" / "imagenet-noisy__smoke"
     law = json.loads((out / "runs" / "law__seed0" / "results.json").read_text())
     assert law["distributed"] == {"workers": 2, "use_gpu": False}

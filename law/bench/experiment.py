@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
+
+import tyro
 
 from law.data import DataConfig
 from law.errors import ConfigError
@@ -34,7 +37,7 @@ class CompareConfig:
     """Comma-separated methods: ce, focal, cb, low, l2rw, spl, ohem, law."""
     seeds: str = "0,1,2"
     """Comma-separated seeds; each seed fixes data draw, noise, initialisation and batch order."""
-    data_root: str = ""
+    data_root: Annotated[str, tyro.conf.arg(aliases=("--data-path",))] = ""
     """Data folder: train/<class>/ and test/<class>/ images (ImageFolder), or torchvision's CIFAR files."""
     noise_file: str = ""
     """Suite cifar10n: the CIFAR-10N label file (CIFAR-10_human.pt)."""
@@ -46,7 +49,7 @@ class CompareConfig:
     """Network the policy is searched with (empty: the suite's)."""
     episodes: int = 0
     """Search episodes (0: the suite's)."""
-    workers: int = 0
+    workers: Annotated[int, tyro.conf.arg(aliases=("--search-workers",))] = 0
     """Search env workers (0: the suite's)."""
     address: str = ""
     """Ray cluster for the search and data-parallel training (host:port or 'auto'); empty: local."""
@@ -208,6 +211,6 @@ def reported(exp: Experiment) -> tuple[list[str], list[int]]:
 
 
 def say(exp: Experiment, message: str) -> None:
-    """A line of the comparison's progress (silent with --quiet)."""
+    """A line of the comparison's progress (silent with --no-progress)."""
     if exp.cfg.progress:
         print(f"law compare: {message}", flush=True)
