@@ -89,9 +89,9 @@ def run_train(argv: list[str]) -> int:
     cmd = parse(Train, argv, default, "law train", TRAIN_HELP)
     results = train(cmd.run, cmd.data, cmd.optim, cmd.method)
     s = results["summary"]
-    print(f"test accuracy  last {s['last']['accuracy']:.4f}  best {s['best']['accuracy']:.4f} "
-          f"(epoch {s['best']['epoch']})  balanced {s['last']['balanced_accuracy']:.4f}  "
-          f"macro-F1 {s['last']['macro_f1']:.4f}  AUC {s['last']['mean_auc']:.4f}")
+    print(f"test accuracy  last {s['last']:.4f}  best {s['best']:.4f} (epoch {s['best_epoch']})  "
+          f"balanced {s['last_balanced_accuracy']:.4f}  macro-F1 {s['last_macro_f1']:.4f}  "
+          f"AUC {s['last_mean_auc']:.4f}")
     print(f"results: {results['run_dir']}/results.json   tensorboard --logdir {results['run_dir']}")
     return 0
 

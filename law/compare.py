@@ -46,10 +46,11 @@ import torch
 from law.bench.experiment import (RESULTS, CompareConfig, Experiment, build_experiment, check_spec,
                                   say)
 from law.bench.policy import ensure_policy
-from law.bench.report import run_metrics, write_report
+from law.bench.report import write_report
 from law.bench.runs import run_one
 from law.distributed import SUPPORTED_METHODS
 from law.errors import ConfigError
+from law.records import summarise
 
 __all__ = ["CompareConfig", "compare"]
 
@@ -95,6 +96,6 @@ def _report_run(exp: Experiment, row: dict) -> None:
     if results.get("kind") == "diverged":
         say(exp, f"  {row['method']} seed {row['seed']}: {results.get('status', 'diverged')}")
         return
-    metrics = run_metrics(results, exp.schedule.report_epochs())
+    metrics = summarise(results["history"], exp.schedule.report_epochs())
     say(exp, f"  {row['method']} seed {row['seed']}: best {100 * metrics['best']:.2f}  "
               f"last {100 * metrics['last']:.2f}  ({row['wall_seconds'] / 60:.1f} min)")

@@ -55,7 +55,8 @@ from law.policy_file import greedy_policy, policy_env_config
 from law.schedule import StageSchedule
 from law.search import init_ray
 from law.stats import WeightStats
-from law.train import seed_everything, summarise
+from law.records import summarise
+from law.train import seed_everything
 from law.trainer import DivergenceGuard, Learner, OptimConfig, evaluate, make_optimizer, run_steps, set_lr
 from law.weighting import Weighter
 

@@ -1,7 +1,8 @@
 """TensorBoard logging for training runs, with tags grouped by prefix.
 
 Groups: ``train/``, ``val/``, ``test/`` (metrics per split), ``weights/`` (what
-the weighter did, split by class and by the known noise mask), ``perf/``.
+the weighter did, split by class and by the known noise mask), ``perf/``; LAW
+runs add ``law/`` (reward, loss gap, action) and ``reference/`` (the twin).
 """
 from __future__ import annotations
 
@@ -24,25 +25,27 @@ def config_markdown(config: dict) -> str:
     return "\n".join(rows)
 
 
+def _known(value) -> bool:
+    """A number to plot: not missing (None, as in JSON records) and not NaN (a group absent that stage)."""
+    return value is not None and math.isfinite(value)
+
+
 def log_weight_stats(writer: SummaryWriter, prefix: str, summary: dict, weights: torch.Tensor | None,
                      step: int) -> None:
     """Mean weight overall, per class, noisy vs clean, effective sample fraction, and a histogram."""
-    writer.add_scalar(f"{prefix}/mean", summary["mean_weight"], step)
-    if not math.isnan(summary.get("effective_sample_fraction", math.nan)):
-        writer.add_scalar(f"{prefix}/effective_sample_fraction", summary["effective_sample_fraction"], step)
-    for group in ("clean", "noisy"):
-        value = summary[f"mean_weight_{group}"]
-        if not math.isnan(value):
-            writer.add_scalar(f"{prefix}/{group}", value, step)
-    for cls, value in enumerate(summary["mean_weight_per_class"]):
-        if not math.isnan(value):
+    for tag, key in (("mean", "mean_weight"), ("effective_sample_fraction", "effective_sample_fraction"),
+                     ("clean", "mean_weight_clean"), ("noisy", "mean_weight_noisy")):
+        if _known(summary.get(key)):
+            writer.add_scalar(f"{prefix}/{tag}", summary[key], step)
+    for cls, value in enumerate(summary.get("mean_weight_per_class", ())):
+        if _known(value):
             writer.add_scalar(f"{prefix}/class_{cls}", value, step)
     if weights is not None and weights.numel():
         writer.add_histogram(f"{prefix}/histogram", weights, step)
 
 
 class RunLogger:
-    """Owns a run folder's SummaryWriter."""
+    """Owns a run folder's SummaryWriter; logs one record per evaluation point (``law.records``)."""
 
     def __init__(self, run_dir: str | Path, config: dict):
         self.run_dir = Path(run_dir)
@@ -50,17 +53,24 @@ class RunLogger:
         self.writer.add_text("config", config_markdown(config), 0)
 
     def log_epoch(self, record: dict, weights: torch.Tensor | None = None) -> None:
-        step = record["epoch"]
-        self.writer.add_scalar("train/loss", record["train"]["mean_loss"], step)
-        self.writer.add_scalar("train/lr", record["lr"], step)
+        step, w = record["epoch"], self.writer
+        w.add_scalar("train/loss", record["train"]["mean_loss"], step)
+        w.add_scalar("train/lr", record["lr"], step)
         for split in ("val", "test"):
-            if record[split] is None:  # no validation split
-                continue
             for metric in SCALAR_METRICS:
-                self.writer.add_scalar(f"{split}/{metric}", record[split][metric], step)
-        log_weight_stats(self.writer, "weights", record["train"], weights, step)
-        self.writer.add_scalar("perf/epoch_seconds", record["seconds"], step)
-        self.writer.add_scalar("perf/images_per_second", record["images_per_second"], step)
+                if _known((record[split] or {}).get(metric)):  # no validation split: nothing
+                    w.add_scalar(f"{split}/{metric}", record[split][metric], step)
+        log_weight_stats(w, "weights", record["train"], weights, step)
+        for tag, key in (("perf/epoch_seconds", "seconds"), ("perf/images_per_second", "images_per_second"),
+                         ("law/reward", "reward"), ("law/loss_gap", "loss_gap")):
+            if _known(record.get(key)):
+                w.add_scalar(tag, record[key], step)
+        for i, value in enumerate(record.get("action") or ()):
+            w.add_scalar(f"law/action_{i}", value, step)
+        reference = record.get("reference")
+        if reference and reference.get("test"):
+            w.add_scalar("reference/test_accuracy", reference["test"]["accuracy"], step)
+            w.add_scalar("reference/val_accuracy", reference["val_accuracy"], step)
 
     def close(self) -> None:
         self.writer.close()

@@ -17,6 +17,7 @@ from law.logging import RunLogger
 from law.methods import MethodConfig, build_weighter
 from law.models import MODEL_NAMES, build_model
 from law.progress import ProgressLine
+from law.records import summarise
 from law.stats import WeightStats
 from law.trainer import (CollapseGuard, DivergenceGuard, Learner, OptimConfig, evaluate, learning_rate,
                          make_optimizer, run_steps)
@@ -124,23 +125,6 @@ def fit(model: torch.nn.Module, bundle: DataBundle, weighter: Weighter, optim_cf
         failure.history = history
         raise
     return history
-
-
-def summarise(history: list[dict]) -> dict:
-    """Best and last epoch figures, as the papers report them (None before any epoch);
-    "test at best val" needs a validation split."""
-    if not history:
-        return None
-    last = history[-1]
-    best = max(history, key=lambda r: r["test"]["accuracy"])
-    with_val = [r for r in history if r.get("val")]
-    best_val = max(with_val, key=lambda r: r["val"]["accuracy"]) if with_val else None
-    return {
-        "last": {k: last["test"][k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "mean_auc")},
-        "best": {"accuracy": best["test"]["accuracy"], "epoch": best["epoch"]},
-        "test_at_best_val": {"accuracy": best_val["test"]["accuracy"], "epoch": best_val["epoch"]}
-        if best_val else None,
-    }
 
 
 def train(run: RunConfig, data: DataConfig, optim: OptimConfig, method: MethodConfig) -> dict:

@@ -44,6 +44,7 @@ from law.apply import ApplyConfig, apply_policy  # noqa: E402
 from law.bench.experiment import CompareConfig, build_experiment  # noqa: E402
 from law.bench.policy import search_configs  # noqa: E402
 from law.config import to_dict  # noqa: E402
+from law.records import mean_std  # noqa: E402
 from law.errors import ConfigError, LawError  # noqa: E402
 from law.io import atomic_save, atomic_write_json, atomic_write_text, environment_info  # noqa: E402
 from law.policy_file import load_policy, policy_env_config, policy_file, policy_task  # noqa: E402
@@ -204,11 +205,6 @@ def evaluate_all(policies: dict[str, str], seeds: list[int], folder: Path, jobs:
 
 # ----------------------------------------------------------------------------------------
 # Report
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    array = np.asarray(values, dtype=float)
-    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
 
 
 def fmt(values: list[float]) -> str:

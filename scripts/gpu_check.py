@@ -70,7 +70,7 @@ def check_train(device: torch.device, small: bool, out: Path) -> str:
     results = train(RunConfig(model="small_cnn", epochs=1 if small else 3, device=str(device), output_dir=str(out),
                               run_name="train", progress=False),
                     data_config(small), OptimConfig(lr=0.05), MethodConfig(method="ce"))
-    accuracy = results["summary"]["last"]["accuracy"]
+    accuracy = results["summary"]["last"]
     assert math.isfinite(accuracy), "test accuracy is not finite"
     return f"test acc {accuracy:.3f}, {time.perf_counter() - started:.1f} s"
 

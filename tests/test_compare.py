@@ -14,7 +14,8 @@ from agents import DDPG, DDPGConfig
 from envs import EnvConfig
 from law.bench.experiment import CompareConfig, build_experiment, parse_methods, parse_seeds
 from law.bench.figures import minority_classes
-from law.bench.report import aggregate, mean_std, run_metrics
+from law.bench.report import aggregate
+from law.records import mean_std, summarise
 from law.compare import compare
 from law.data import DataConfig
 from law.errors import ConfigError
@@ -118,14 +119,14 @@ def test_minority_classes():
     assert minority_classes(DataConfig(imbalance="longtail", imbalance_ratio=100.0), 10) == [5, 6, 7, 8, 9]
 
 
-def test_run_metrics_use_the_shared_evaluation_points():
+def test_a_summary_uses_the_shared_evaluation_points():
     """A baseline's best ignores epochs at which LAW is not evaluated."""
     def record(epoch, acc, val):
         return {"epoch": epoch, "val": {"accuracy": val}, "train": {"effective_sample_fraction": acc},
                 "test": {"accuracy": acc, "balanced_accuracy": acc, "macro_f1": acc, "mean_auc": 0.9}}
 
     history = [record(1, 0.9, 0.1), record(2, 0.5, 0.8), record(3, 0.6, 0.2), record(4, 0.4, 0.3)]
-    metrics = run_metrics({"history": history}, report_epochs=(2, 4))
+    metrics = summarise(history, points=(2, 4))
     assert metrics["best"] == 0.5 and metrics["best_epoch"] == 2
     assert metrics["last"] == 0.4 and metrics["at_best_val"] == 0.5
     assert metrics["best_any_epoch"] == 0.9
@@ -133,6 +134,11 @@ def test_run_metrics_use_the_shared_evaluation_points():
     summary = aggregate([{"method": "ce", "seed": 0, "wall_seconds": 1.0, **metrics},
                          {"method": "ce", "seed": 1, "wall_seconds": 3.0, **metrics | {"last": 0.6}}], ("last",))
     assert summary["ce"]["n"] == 2 and summary["ce"]["last"][0] == pytest.approx(0.5)
+    everywhere = summarise(history)  # law train: every epoch is a point
+    assert everywhere["best"] == 0.9 and everywhere["best_epoch"] == 1 and everywhere["at_best_val"] == 0.5
+    without_val = summarise([r | {"val": None} for r in history])
+    assert without_val["at_best_val"] is None and without_val["best_val_epoch"] is None
+    assert summarise([]) is None
 
 
 # ---------------------------------------------------------------------------- end to end

@@ -9,43 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from law.bench.experiment import DISPLAY, RESULTS, RUN_INFO, Experiment, reported
 from law.bench.figures import make_plots
 from law.bench.policy import search_configs
 from law.data import DataConfig
 from law.io import atomic_write_json, atomic_write_text, environment_info
-
-LAST_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "mean_auc")
-
-
-def run_metrics(results: dict, report_epochs: tuple[int, ...], test_key: str = "test") -> dict:
-    """Best (over the shared evaluation points), last and at-best-val test metrics of one run.
-
-    ``test_key="reference"`` reads a LAW run's unweighted twin instead."""
-    history = results["history"]
-
-    def test_of(record: dict) -> Optional[dict]:
-        return record.get("reference", {}).get("test") if test_key == "reference" else record["test"]
-
-    def val_of(record: dict) -> float:
-        return record["reference"]["val_accuracy"] if test_key == "reference" else record["val"]["accuracy"]
-
-    points = [r for r in history if r["epoch"] in report_epochs and test_of(r)] or history
-    best = max(points, key=lambda r: test_of(r)["accuracy"])
-    best_val = max(points, key=val_of)
-    last = test_of(history[-1])
-    # The twin is unweighted: every sample counts fully.
-    fractions = [1.0] if test_key == "reference" else [
-        r.get("train", {}).get("effective_sample_fraction", math.nan) for r in history]
-    return {"best": test_of(best)["accuracy"], "best_epoch": best["epoch"],
-            "last": last["accuracy"], "last_balanced_accuracy": last["balanced_accuracy"],
-            "last_macro_f1": last["macro_f1"], "last_mean_auc": last["mean_auc"],
-            "at_best_val": test_of(best_val)["accuracy"], "best_val_epoch": best_val["epoch"],
-            "best_any_epoch": max(test_of(r)["accuracy"] for r in history if test_of(r)),
-            "effective_samples": float(np.mean(fractions))}
-
+from law.records import mean_std, summarise
 
 def collect_rows(exp: Experiment) -> list[dict]:
     """One row per finished (method, seed), plus LAW's twin where it was trained."""
@@ -64,18 +33,10 @@ def collect_rows(exp: Experiment) -> list[dict]:
             if results.get("kind") == "diverged":
                 rows.append(base | {"diverged": results["error"]})
                 continue
-            rows.append(base | run_metrics(results, report))
+            rows.append(base | summarise(results["history"], report))
             if method == "law" and results["history"][-1].get("reference"):
-                rows.append(base | {"method": "law-twin"} | run_metrics(results, report, "reference"))
+                rows.append(base | {"method": "law-twin"} | summarise(results["history"], report, twin=True))
     return rows
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof 1; nan for a single value)."""
-    array = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if array.size == 0:
-        return math.nan, math.nan
-    return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else math.nan
 
 
 def aggregate(rows: list[dict], columns: tuple[str, ...]) -> dict[str, dict]:

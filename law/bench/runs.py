@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from envs import EnvConfig, StageWeightingEnv
 from law.apply import rollout
@@ -18,50 +17,11 @@ from law.config import to_dict
 from law.distributed import DistributedConfig, StageJob, train_data_parallel
 from law.errors import TrainingFailed
 from law.io import atomic_write_json, environment_info
-from law.logging import SCALAR_METRICS, config_markdown, log_weight_stats
+from law.logging import RunLogger
 from law.policy_file import greedy_policy, load_policy, policy_env_config
 from law.progress import ProgressLine
-from law.train import RunConfig, resolve_device, seed_everything, summarise, train
-
-class StageLogger:
-    """TensorBoard tags of a stage-wise run, grouped as ``law train``'s (test/, val/, weights/)
-    plus ``law/`` (reward, loss gap, action) and ``reference/`` (the unweighted twin)."""
-
-    def __init__(self, run_dir: Path, config: dict):
-        self.writer = SummaryWriter(str(run_dir))
-        self.writer.add_text("config", config_markdown(config), 0)
-
-    def record(self, record: dict) -> None:
-        step, w = record["epoch"], self.writer
-        for metric in SCALAR_METRICS:
-            if metric in record["test"]:
-                w.add_scalar(f"test/{metric}", record["test"][metric], step)
-        w.add_scalar("val/accuracy", record["val"]["accuracy"], step)
-        w.add_scalar("train/loss", record["train"]["mean_loss"], step)
-        w.add_scalar("train/lr", record["lr"], step)
-        log_weight_stats(w, "weights", _nan_for_none(record["train"]), None, step)
-        for name in ("reward", "loss_gap"):
-            if record.get(name) is not None:
-                w.add_scalar(f"law/{name}", record[name], step)
-        for i, value in enumerate(record.get("action") or ()):
-            w.add_scalar(f"law/action_{i}", value, step)
-        reference = record.get("reference")
-        if reference and reference.get("test"):
-            w.add_scalar("reference/test_accuracy", reference["test"]["accuracy"], step)
-            w.add_scalar("reference/val_accuracy", reference["val_accuracy"], step)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def _nan_for_none(train: dict) -> dict:
-    def fix(value):
-        return float("nan") if value is None else value
-
-    return {**train, "mean_weight_noisy": fix(train.get("mean_weight_noisy")),
-            "mean_weight_clean": fix(train.get("mean_weight_clean")),
-            "mean_weight_per_class": [fix(v) for v in train.get("mean_weight_per_class", [])]}
-
+from law.records import summarise
+from law.train import RunConfig, resolve_device, seed_everything, train
 
 def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progress: bool) -> dict:
     """LAW on seed ``seed``: the policy acts greedily once per stage; test metrics at each
@@ -79,13 +39,13 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
     optim = replace(exp.profile.optim, lr_schedule="constant")
     env = StageWeightingEnv(env_cfg, exp.data, optim, device=device, train_reference=exp.profile.law_reference)
     config = to_dict(env_cfg, exp.data, optim)
-    logger = StageLogger(run_dir, config)
+    logger = RunLogger(run_dir, config)
     bar = ProgressLine(s.num_stages - s.warmup_stages, f"law seed {seed}", enabled=progress)
     history: list[dict] = []
 
     def record(info: dict, action=None, reward: float = 0.0, warmup: bool = False) -> None:
         history.append(_law_record(env, info, action, reward, warmup=warmup))
-        logger.record(history[-1])
+        logger.log_epoch(history[-1])
 
     def on_reset(info: dict) -> None:
         if s.warmup_stages:
@@ -150,10 +110,9 @@ def train_distributed(exp: Experiment, method: str, seed: int, run_dir: Path, po
                    replace(exp.profile.method, method=method), seed,
                    policy=load_policy(policy_path) if method == "law" else None)
     results = train_data_parallel(dist, job, run_dir)
-    logger = StageLogger(run_dir, {"job": {"method": method, "seed": seed, "model": exp.model}})
-    for record in results["history"]:
-        logger.record(record)
-    logger.close()
+    with RunLogger(run_dir, {"job": {"method": method, "seed": seed, "model": exp.model}}) as logger:
+        for record in results["history"]:
+            logger.log_epoch(record)
     return results
 
 
