@@ -64,7 +64,7 @@ from envs.observation import StageObserver
 from law.data import DataConfig, load_data
 from law.errors import ConfigError, LawError
 from law.features import FEATURE_NAMES
-from law.models import MODEL_NAMES
+from law.models import check_model
 from law.paired import PairedTrainer
 from law.policy import ACTION_SIZE, LAWPolicyWeighter
 from law.schedule import StageSchedule
@@ -119,8 +119,7 @@ class EnvConfig:
     """Return every target weight of a stage in info['weights'] (for histograms)."""
 
     def validate(self) -> None:
-        if self.model not in MODEL_NAMES and not self.model.startswith("wrn"):
-            raise ConfigError("model", f"unknown model '{self.model}'; known: {', '.join(MODEL_NAMES)}")
+        check_model(self.model)
         if self.num_stages < 1:
             raise ConfigError("num_stages", f"must be >= 1, got {self.num_stages}")
         if not 0 <= self.warmup_stages < self.num_stages:

@@ -299,6 +299,12 @@ MODEL_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 _WRN_PATTERN = re.compile(r"wrn(\d+)_(\d+)")
 
 
+def check_model(name: str, field: str = "model") -> None:
+    """Refuse an unknown architecture name (before any work), listing the known ones."""
+    if name not in _BUILDERS and not _WRN_PATTERN.fullmatch(name):
+        raise ConfigError(field, f"unknown model '{name}'; known: {', '.join(MODEL_NAMES)}, wrn{{depth}}_{{k}}")
+
+
 def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
     """Build a freshly initialised model that maps (B, in_channels, H, W) to (B, num_classes)."""
     if num_classes < 1:
@@ -307,9 +313,8 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: i
         raise ConfigError("in_channels", f"must be >= 1, got {in_channels}")
     if image_size < 8:
         raise ConfigError("image_size", f"must be >= 8, got {image_size}")
+    check_model(name)
     if name in _BUILDERS:
         return _BUILDERS[name](num_classes, in_channels, image_size)
-    wrn = _WRN_PATTERN.fullmatch(name)
-    if wrn:
-        return _wide_resnet(int(wrn.group(1)), int(wrn.group(2)), num_classes, in_channels, image_size)
-    raise ConfigError("model", f"unknown model '{name}'; known: {', '.join(MODEL_NAMES)}, wrn{{depth}}_{{k}}")
+    depth, width = _WRN_PATTERN.fullmatch(name).groups()
+    return _wide_resnet(int(depth), int(width), num_classes, in_channels, image_size)

@@ -15,7 +15,7 @@ from law.errors import ConfigError, TrainingFailed
 from law.io import atomic_write_json, environment_info, new_run_dir, run_folder, run_stamp
 from law.logging import RunLogger
 from law.methods import MethodConfig, build_weighter
-from law.models import MODEL_NAMES, build_model
+from law.models import build_model, check_model
 from law.progress import ProgressLine
 from law.records import summarise
 from law.stats import WeightStats
@@ -48,8 +48,7 @@ class RunConfig:
     """Show a progress line."""
 
     def validate(self) -> None:
-        if self.model not in MODEL_NAMES:
-            raise ConfigError("model", f"unknown model '{self.model}'; known: {', '.join(MODEL_NAMES)}")
+        check_model(self.model)
         if self.epochs < 1:
             raise ConfigError("epochs", f"must be >= 1, got {self.epochs}")
         if self.threads < 0:

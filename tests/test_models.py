@@ -96,3 +96,21 @@ def test_invalid_sizes_are_config_errors():
         build_model("mlp", 10, in_channels=0)
     with pytest.raises(ConfigError, match="image_size"):
         build_model("lenet5", 10, image_size=12)
+
+
+def test_every_config_names_models_by_one_rule():
+    """law train, the env and law compare accept the same names (wrn{depth}_{k} too) and refuse the rest."""
+    from envs import EnvConfig
+    from law.bench.experiment import CompareConfig
+    from law.errors import ConfigError
+    from law.train import RunConfig
+
+    for name in ("resnet20", "wrn16_4"):
+        RunConfig(model=name).validate()
+        EnvConfig(model=name).validate()
+        CompareConfig(model=name, search_model=name, profile="smoke").validate()
+    for config, field in ((RunConfig(model="wrn16"), "model"), (EnvConfig(model="resnet9000"), "model"),
+                          (CompareConfig(search_model="wrnx", profile="smoke"), "search_model")):
+        with pytest.raises(ConfigError, match="known: small_cnn") as error:
+            config.validate()
+        assert error.value.field == field

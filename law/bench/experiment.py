@@ -12,7 +12,7 @@ from law.data import DataConfig
 from law.errors import ConfigError
 from law.io import atomic_write_json, check_writable_dir
 from law.methods import METHODS
-from law.models import MODEL_NAMES
+from law.models import check_model
 from law.policy_file import policy_path
 from law.schedule import StageSchedule
 from law.suites import PROFILES, Profile, Suite, get_suite, resolve_data
@@ -78,8 +78,8 @@ class CompareConfig:
         parse_seeds(self.seeds)
         for name in ("model", "search_model"):
             value = getattr(self, name)
-            if value and value not in MODEL_NAMES and not value.startswith("wrn"):
-                raise ConfigError(name, f"unknown model '{value}'; known: {', '.join(MODEL_NAMES)}")
+            if value:
+                check_model(value, name)
         if self.policy:
             policy_path(self.policy)
         if self.train_workers < -1:
