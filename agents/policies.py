@@ -18,7 +18,7 @@ import torch
 
 from law.errors import LawError
 
-from .ddpg import load_actor
+from .networks import load_actor
 
 
 class Policy(Protocol):
