@@ -172,6 +172,37 @@ def _broadcast_action(action: torch.Tensor) -> torch.Tensor:
     return action
 
 
+class _StageWeighting:
+    """The weighter of each stage: a baseline's throughout, or the LAW policy's. The policy acts on
+    rank 0's observation and its action is broadcast, so every worker weights its shard alike."""
+
+    def __init__(self, job: StageJob, class_counts: torch.Tensor):
+        self.policy = None
+        if job.method.method == "law":
+            self.env = policy_env_config(job.policy, {})
+            self.policy = greedy_policy(job.policy)
+            self.observer = StageObserver(self.env.smoothing, self.env.loss_clip)
+            self.law_weighter = LAWPolicyWeighter(class_counts)
+        self.weighter = Weighter() if self.policy else build_weighter(job.method, class_counts)
+
+    def act(self, stage: int, warmup_stages: int, rank: int, device: torch.device) -> Optional[torch.Tensor]:
+        """Set the stage's weighter; the action taken (None where the policy does not act)."""
+        if self.policy is None or stage < warmup_stages:
+            return None
+        action = torch.zeros(self.env.action_dim)
+        if rank == 0:
+            action = torch.as_tensor(self.policy(self.observer.observation(stage)))
+        action = _broadcast_action(action.to(device)).cpu()
+        self.law_weighter.set_action(self.env.theta(action.numpy()))
+        self.weighter = self.law_weighter
+        return action
+
+    def observe(self, record: dict) -> None:
+        """Rank 0, at a stage end: fold the stage into the policy's observation."""
+        if self.policy is not None:
+            self.observer.observe(record["train"]["mean_loss"], record["val"]["accuracy"])
+
+
 def _worker_loop(config: dict) -> None:
     import ray.train
     import ray.train.torch
@@ -190,15 +221,7 @@ def _worker_loop(config: dict) -> None:
     optimizer = make_optimizer(model, job.optim)
     dtype = torch.bfloat16 if job.amp and device.type == "cuda" else None
 
-    schedule, is_law = job.schedule, job.method.method == "law"
-    if is_law:
-        env = policy_env_config(job.policy, {})
-        policy = greedy_policy(job.policy)
-        observer = StageObserver(env.smoothing, env.loss_clip)
-        law_weighter = LAWPolicyWeighter(bundle.class_counts)
-        weighter = Weighter()
-    else:
-        weighter = build_weighter(job.method, bundle.class_counts)
+    schedule, weighting = job.schedule, _StageWeighting(job, bundle.class_counts)
     stats = WeightStats(bundle.num_classes, device, keep_weights=False)
     guard = DivergenceGuard(device)
     steps = round(schedule.epochs_per_stage * stream.steps_per_epoch)
@@ -206,33 +229,25 @@ def _worker_loop(config: dict) -> None:
     started = time.perf_counter()
     for stage in range(schedule.num_stages):
         set_lr(optimizer, schedule.lr_at(job.optim.lr, stage))
-        action = None
-        if is_law and stage >= schedule.warmup_stages:
-            action = torch.zeros(env.action_dim)
-            if rank == 0:
-                action = torch.as_tensor(policy(observer.observation(stage)))
-            action = _broadcast_action(action.to(device)).cpu()
-            law_weighter.set_action(env.theta(action.numpy()))
-            weighter = law_weighter
+        action = weighting.act(stage, schedule.warmup_stages, rank, device)
         stats.reset()
         stage_started = time.perf_counter()
-        run_steps([Learner(model, optimizer, weighter, stats)], stream, steps, start_step=stage * steps,
+        run_steps([Learner(model, optimizer, weighting.weighter, stats)], stream, steps, start_step=stage * steps,
                   steps_per_epoch=stream.steps_per_epoch, total_epochs=float(schedule.epochs),
                   noise_mask=noise_mask, guard=guard, amp_dtype=dtype)
         guard.check(f"stage {stage} on worker {rank}")
         stats.all_reduce()  # a collective: every worker reaches it once per stage
         if rank == 0:
             net = getattr(model, "module", model)
-            val = evaluate(net, bundle.eval_batches("val"), bundle.num_classes)
             record = {"epoch": (stage + 1) * schedule.epochs_per_stage, "stage": stage,
-                      "lr": optimizer.param_groups[0]["lr"], "train": stats.summary(), "val": val,
+                      "lr": optimizer.param_groups[0]["lr"], "train": stats.summary(),
+                      "val": evaluate(net, bundle.eval_batches("val"), bundle.num_classes),
                       "test": evaluate(net, bundle.eval_batches("test"), bundle.num_classes),
                       "seconds": time.perf_counter() - stage_started}
             if action is not None:
                 record["action"] = action.tolist()
             history.append(record)
-            if is_law:
-                observer.observe(record["train"]["mean_loss"], val["accuracy"])
+            weighting.observe(record)
     _report(rank, job, bundle, history, time.perf_counter() - started)
 
 

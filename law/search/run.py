@@ -1,44 +1,9 @@
-"""Distributed policy search: env workers on Ray, one learner, resumable exactly.
-
-Shape of a search (LAW's parallel 3SM search):
-
-* ``N`` env workers (Ray actors), each owning one environment: one pair of
-  target/reference networks. In every *round* each worker makes one call:
-  it starts an episode (fresh networks, unweighted warm-up) or trains the
-  next stage of its episode with the action the learner chose.
-* One learner (this driver process) owning the agent (DDPG's shared
-  actor/critic, or random search) and the transition buffer. After each round
-  it adds the transitions that came back and runs one full-data update (FDU).
-
-Why actions travel instead of actor weights: the action of a stage is a pure
-function of the stage's observation and the actor *after* the last update, so
-computing it at the learner is exactly "workers get the new weights", without
-shipping weights or duplicating the exploration noise on every worker.
-
-Common random numbers: training episodes cycle through ``seed_pool`` episode
-seeds. The unweighted twin of an episode depends only on its seed, so each
-seed's twin is trained once, cached (``StageWeightingEnv``'s twin record) and
-replayed afterwards: later episodes train the target alone. Each worker also
-keeps the end of the unweighted warm-up of every recurring seed.
-
-Greedy evaluation: every ``eval_every`` training episodes the agent's greedy
-policy (no exploration) is run on ``eval_seeds`` seeds of its own, and its
-mean final gap over its twin on the clean validation split is its score.
-``policy.pt`` is the best-scoring policy, ``policy_last.pt`` the last one.
-
-Exact replay: each slot remembers the actions its episode took. A worker
-whose process died is restarted by Ray and replays those actions before
-redoing its call, within the same round; ``--resume`` after the driver died
-does the same for every episode in flight. Training is deterministic on CPU,
-so an interrupted search ends bit for bit where an uninterrupted one does.
-"""
+"""The search itself: the learner's state, one round at a time, checkpoints, resume."""
 from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,188 +12,23 @@ from typing import Any, Optional
 import numpy as np
 import ray
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
 from agents import DDPG, DDPGConfig, RandomSearch, TransitionBuffer
 from agents.policies import policy_from_state
-from envs import EnvConfig, StageWeightingEnv, plain_info, require_validation
+from envs import EnvConfig, require_validation
 from law.config import to_dict, validate_all
 from law.data import DataConfig, load_data
 from law.errors import ConfigError, Interrupted, LawError
 from law.io import (atomic_save, atomic_write_json, atomic_write_text, environment_info,
                     new_run_dir, run_folder, run_stamp)
-from law.logging import config_markdown
 from law.models import build_model
 from law.policy_file import policy_file
 from law.progress import ProgressLine
+from law.search.config import (CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, SearchConfig,
+                               evaluation_seeds, noise_rng, training_seed)
+from law.search.report import SearchLogger, summary_markdown
+from law.search.workers import EnvWorker, WorkerFailed, _gather, check_ray_address, init_ray
 from law.trainer import OptimConfig
-
-CHECKPOINT = "checkpoint.pt"
-POLICY = "policy.pt"
-LAST_POLICY = "policy_last.pt"
-AGENTS = ("ddpg", "random")
-
-
-@dataclass
-class SearchConfig:
-    """How the policy search runs: agent, episodes, evaluation, workers, resources, outputs."""
-
-    agent: str = "ddpg"
-    """Search agent: ddpg (LAW's actor-critic) or random (random stage-wise schedules, the yardstick)."""
-    episodes: int = 8
-    """Training episodes in total (each one full training of the target), spread over the workers."""
-    seed_pool: int = 4
-    """Episode seeds the training episodes cycle through; each seed's unweighted twin is trained once and
-    cached (common random numbers). 0 = a new seed for every episode, the twin trained every time."""
-    eval_every: int = 10
-    """Evaluate the greedy policy after every this many training episodes (and always at the end)."""
-    eval_seeds: int = 2
-    """Episode seeds of a greedy evaluation, disjoint from the training seeds (clean validation split)."""
-    workers: int = 2
-    """Env workers (Ray actors) training episodes at the same time (paper: 8)."""
-    cpus_per_worker: float = 1.0
-    """CPUs reserved per worker; also its torch thread count."""
-    gpus_per_worker: float = 0.0
-    """GPUs per worker; fractions let several network pairs share one GPU (scheduling only, not memory isolation)."""
-    address: str = ""
-    """Ray cluster to join (host:port or 'auto'); empty: RAY_ADDRESS if set, else a local Ray."""
-    seed: int = 0
-    """Seed of the agent, the exploration noise and every episode's training."""
-    output_dir: str = "runs"
-    """Folder that receives one sub-folder per search."""
-    run_name: str = ""
-    """Name of the run folder (default: {dataset}__law-search__{seed}__{time})."""
-    resume: str = ""
-    """Run folder of an interrupted search to continue (its saved config is used)."""
-    max_worker_restarts: int = 3
-    """How many times a worker may die (Ray restarts it and it replays its episode) before the search stops."""
-    min_buffer: int = 4
-    """Transitions collected before the first FDU update."""
-    progress: bool = True
-    """Show a progress line."""
-
-    def validate(self) -> None:
-        if self.agent not in AGENTS:
-            raise ConfigError("agent", f"unknown agent '{self.agent}'; known: {', '.join(AGENTS)}")
-        if self.episodes < 1:
-            raise ConfigError("episodes", f"must be >= 1, got {self.episodes}")
-        if self.seed_pool < 0:
-            raise ConfigError("seed_pool", f"must be >= 0 (0 = a new seed per episode), got {self.seed_pool}")
-        if self.eval_every < 1:
-            raise ConfigError("eval_every", f"must be >= 1, got {self.eval_every}")
-        if self.eval_seeds < 1:
-            raise ConfigError("eval_seeds", f"must be >= 1, got {self.eval_seeds}")
-        if self.workers < 1:
-            raise ConfigError("workers", f"must be >= 1, got {self.workers}")
-        if self.cpus_per_worker <= 0:
-            raise ConfigError("cpus_per_worker", "must be > 0")
-        if self.gpus_per_worker < 0:
-            raise ConfigError("gpus_per_worker", "must be >= 0")
-        if self.gpus_per_worker > 0 and not self.address and not os.environ.get("RAY_ADDRESS") \
-                and not torch.cuda.is_available():
-            raise ConfigError("gpus_per_worker", "no GPU on this machine; use --gpus-per-worker 0 "
-                                                 "or --address to join a cluster with GPUs")
-        if self.max_worker_restarts < 0:
-            raise ConfigError("max_worker_restarts", "must be >= 0")
-        if self.resume and not (Path(self.resume) / CHECKPOINT).is_file():
-            raise ConfigError("resume", f"no {CHECKPOINT} in '{self.resume}'; pass the run folder "
-                                        "of the interrupted search")
-
-
-# ----------------------------------------------------------------------------------------
-# Seeds
-
-
-def _derived_seed(search_seed: int, purpose: int, index: int) -> int:
-    return int(np.random.SeedSequence([search_seed, purpose, index]).generate_state(1)[0] & 0x7FFFFFFF)
-
-
-def training_seed(cfg: SearchConfig, episode: int) -> int:
-    """Episode seed of training episode ``episode``: one of ``seed_pool`` seeds, or its own."""
-    return _derived_seed(cfg.seed, 0, episode % cfg.seed_pool if cfg.seed_pool else episode)
-
-
-def evaluation_seeds(cfg: SearchConfig) -> list[int]:
-    """The greedy evaluation's seeds, disjoint from every training seed."""
-    return [_derived_seed(cfg.seed, 1, j) for j in range(cfg.eval_seeds)]
-
-
-def noise_rng(search_seed: int, episode: int, stage: int) -> np.random.Generator:
-    """Exploration from (seed, episode, stage) alone: a replayed or resumed episode draws the same."""
-    return np.random.default_rng([search_seed, episode, stage])
-
-
-# ----------------------------------------------------------------------------------------
-# Workers
-
-
-class EnvWorker:
-    """Owns one environment; one call per round. Wrapped with ``ray.remote`` at launch,
-    so it also runs in-process for debugging and tests."""
-
-    def __init__(self, env_cfg: EnvConfig, data_cfg: DataConfig, optim_cfg: OptimConfig,
-                 threads: int, use_gpu: bool, recurring_seeds: int = 0):
-        torch.set_num_threads(max(1, threads))
-        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, warm_up_cache=recurring_seeds)
-        self.key: Optional[str] = None
-        self.stages_done = 0
-        self.obs: Optional[np.ndarray] = None
-
-    def start(self, key: str, seed: int, twin: Optional[dict]) -> np.ndarray:
-        """Start episode ``key``: fresh identical networks, warm-up trained; returns the observation."""
-        self.obs, _ = self.env.reset(seed=seed, options={"twin": twin})
-        self.key, self.stages_done = key, 0
-        return self.obs
-
-    def step(self, key: str, seed: int, twin: Optional[dict], done_actions: list,
-             action: np.ndarray) -> tuple:
-        """Train the next stage of ``key`` with ``action``.
-
-        A worker that is not where the episode is (restarted by Ray, or a resumed
-        search) first replays ``done_actions``: deterministic, so it ends in the
-        very state it lost. Returns the transition, the info and how many stages
-        were replayed.
-        """
-        replayed = 0
-        if self.key != key or self.stages_done != len(done_actions):
-            self.start(key, seed, twin)
-            for past in done_actions:
-                self.obs, *_ = self.env.step(past)
-            self.stages_done = replayed = len(done_actions)
-        obs = self.obs
-        self.obs, reward, terminated, truncated, info = self.env.step(action)
-        self.stages_done += 1
-        transition = (obs, np.asarray(action, np.float32), float(reward), self.obs, bool(terminated or truncated))
-        return transition, plain_info(info), replayed
-
-
-class WorkerFailed(Exception):
-    """A worker process died (or is restarting): the call must be redone."""
-
-
-def _gather(futures: dict[int, Any]) -> dict[int, Any]:
-    """Results of every worker's call; a dead worker's result is a WorkerFailed.
-
-    An exception raised *by the environment* is not a fault to retry (it would
-    raise again): it stops the search with the environment's own message.
-    """
-    results = {}
-    for index, future in futures.items():
-        try:
-            results[index] = ray.get(future)
-        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as error:
-            results[index] = WorkerFailed(str(error).splitlines()[0])
-        except ray.exceptions.RayTaskError as error:
-            cause = error.cause if isinstance(error.cause, Exception) else error
-            message = str(cause) if isinstance(cause, LawError) else f"{type(cause).__name__}: {cause}"
-            raise LawError(f"worker {index}: {message}") from None
-    return results
-
-
-# ----------------------------------------------------------------------------------------
-# The learner's state
-
 
 @dataclass
 class Episode:
@@ -479,109 +279,6 @@ def evaluated_policy_file(evaluation: dict, env_cfg: EnvConfig, config: dict, ep
                                   "val_gap": evaluation["score"], "evaluation_gaps": evaluation["gaps"]})
 
 
-# ----------------------------------------------------------------------------------------
-# Outputs
-
-
-class SearchLogger:
-    """TensorBoard tags: reward/, target/, reference/, weights/, eval/, agent/, perf/."""
-
-    def __init__(self, run_dir: Path, config: dict):
-        self.writer = SummaryWriter(str(run_dir))
-        self.writer.add_text("config", config_markdown(config), 0)
-
-    def stage(self, worker: int, step: int, reward: float, info: dict) -> None:
-        w = self.writer
-        w.add_scalar(f"reward/stage_w{worker}", reward, step)
-        w.add_scalar(f"target/val_accuracy_w{worker}", info["acc_target"], step)
-        w.add_scalar(f"reference/val_accuracy_w{worker}", info["acc_reference"], step)
-        w.add_scalar(f"target/loss_gap_w{worker}", info["loss_gap"], step)
-        for group in ("noisy", "clean"):
-            value = info.get(f"mean_weight_{group}")
-            if value is not None:
-                w.add_scalar(f"weights/{group}_w{worker}", value, step)
-        w.add_scalar(f"weights/effective_sample_fraction_w{worker}", info["effective_sample_fraction"], step)
-        if info.get("weights"):
-            w.add_histogram(f"weights/histogram_w{worker}", np.asarray(info["weights"]), step)
-
-    def round(self, rounds: int, last: dict, noise: float) -> None:
-        for name, value in last["agent"].items():
-            self.writer.add_scalar(f"agent/{name}", value, rounds)
-        self.writer.add_scalar("agent/noise_scale", noise, rounds)
-        self.writer.add_scalar("perf/round_seconds", last["round_seconds"], rounds)
-        self.writer.add_scalar("perf/fdu_seconds", last["fdu_seconds"], rounds)
-
-    def episode(self, summary: dict) -> None:
-        self.writer.add_scalar("reward/episode_return", summary["return"], summary["episode"])
-        self.writer.add_scalar("target/final_val_gap", summary["gap"], summary["episode"])
-
-    def evaluation(self, record: dict) -> None:
-        self.writer.add_scalar("eval/greedy_val_gap", record["score"], record["after_episodes"])
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def summary_markdown(results: dict) -> str:
-    """summary.md: the one line a newcomer needs, then the evaluations and the episodes."""
-    best, last = results["best"], results["last"]
-    n = len(results["evaluation_seeds"])
-    lines = [f"**policy vs unweighted twin: {100 * best['val_gap']:+.1f} validation points** "
-             f"(mean over {n} evaluation seeds; greedy {results['agent']} policy after {best['after_episodes']} "
-             f"of {results['config']['SearchConfig']['episodes']} episodes, saved as `{POLICY}`; the last policy "
-             f"scored {100 * last['val_gap']:+.1f} and is `{LAST_POLICY}`).", "",
-             "| greedy evaluation | after episodes | val gap (points) | per seed |", "|---:|---:|---:|---|"]
-    for r in results["evaluations"]:
-        lines.append(f"| {r['round']} | {r['after_episodes']} | {100 * r['score']:+.1f} | "
-                     + " ".join(f"{100 * g:+.1f}" for g in r["gaps"]) + " |")
-    lines += ["", "| episode | seed | worker | return | val acc target | val acc twin | gap |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
-    for s in results["episodes"]:
-        lines.append(f"| {s['episode']} | {s['seed']} | {s['worker']} | {s['return']:+.2f} | "
-                     f"{s['acc_target']:.4f} | {s['acc_reference']:.4f} | {100 * s['gap']:+.1f} |")
-    return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------------------
-# Entry point
-
-
-def init_ray(address: str, num_cpus: Optional[float] = None) -> None:
-    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a fresh local Ray.
-
-    Without an address Ray would join whatever cluster ``ray start`` last recorded on
-    this machine, even a dead one (and hang for minutes): a plain run never does.
-    An address that does not answer within seconds is a clear error, not a hang.
-    """
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS", "")
-    if address:
-        check_ray_address(address)
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-
-
-def check_ray_address(address: str, timeout: float = 3.0) -> None:
-    """Refuse, within ``timeout`` seconds, a cluster address whose head does not answer."""
-    target = address
-    if address == "auto":
-        record = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-        if not record.is_file():
-            raise ConfigError("address", "'auto' found no Ray cluster started on this machine (ray start --head); "
-                                         "start one, pass its host:port, or leave --address out for a local Ray")
-        target = record.read_text().strip()
-    target = target.removeprefix("ray://")
-    host, _, port = target.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except (OSError, ValueError):
-        raise ConfigError("address", f"no Ray cluster answers at {target} (within {timeout:g} s); start its head "
-                                     "with `ray start --head`, fix --address, or leave it out to start a local "
-                                     "Ray") from None
-
-
 def _configs_from_saved(saved: dict) -> tuple:
     def build(cls):
         fields = saved[cls.__name__]
@@ -590,7 +287,6 @@ def _configs_from_saved(saved: dict) -> tuple:
     return tuple(build(cls) for cls in (SearchConfig, EnvConfig, DataConfig, OptimConfig, DDPGConfig))
 
 
-OPERATIONAL = ("address", "workers", "cpus_per_worker", "gpus_per_worker", "max_worker_restarts", "progress")
 """SearchConfig fields a resumed search may change: where and how it runs, not what it computes."""
 
 

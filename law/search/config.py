@@ -1,0 +1,107 @@
+"""A search's settings, file names and seeds."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from law.errors import ConfigError
+
+CHECKPOINT = "checkpoint.pt"
+POLICY = "policy.pt"
+LAST_POLICY = "policy_last.pt"
+AGENTS = ("ddpg", "random")
+
+
+@dataclass
+class SearchConfig:
+    """How the policy search runs: agent, episodes, evaluation, workers, resources, outputs."""
+
+    agent: str = "ddpg"
+    """Search agent: ddpg (LAW's actor-critic) or random (random stage-wise schedules, the yardstick)."""
+    episodes: int = 8
+    """Training episodes in total (each one full training of the target), spread over the workers."""
+    seed_pool: int = 4
+    """Episode seeds the training episodes cycle through; each seed's unweighted twin is trained once and
+    cached (common random numbers). 0 = a new seed for every episode, the twin trained every time."""
+    eval_every: int = 10
+    """Evaluate the greedy policy after every this many training episodes (and always at the end)."""
+    eval_seeds: int = 2
+    """Episode seeds of a greedy evaluation, disjoint from the training seeds (clean validation split)."""
+    workers: int = 2
+    """Env workers (Ray actors) training episodes at the same time (paper: 8)."""
+    cpus_per_worker: float = 1.0
+    """CPUs reserved per worker; also its torch thread count."""
+    gpus_per_worker: float = 0.0
+    """GPUs per worker; fractions let several network pairs share one GPU (scheduling only, not memory isolation)."""
+    address: str = ""
+    """Ray cluster to join (host:port or 'auto'); empty: RAY_ADDRESS if set, else a local Ray."""
+    seed: int = 0
+    """Seed of the agent, the exploration noise and every episode's training."""
+    output_dir: str = "runs"
+    """Folder that receives one sub-folder per search."""
+    run_name: str = ""
+    """Name of the run folder (default: {dataset}__law-search__{seed}__{time})."""
+    resume: str = ""
+    """Run folder of an interrupted search to continue (its saved config is used)."""
+    max_worker_restarts: int = 3
+    """How many times a worker may die (Ray restarts it and it replays its episode) before the search stops."""
+    min_buffer: int = 4
+    """Transitions collected before the first FDU update."""
+    progress: bool = True
+    """Show a progress line."""
+
+    def validate(self) -> None:
+        if self.agent not in AGENTS:
+            raise ConfigError("agent", f"unknown agent '{self.agent}'; known: {', '.join(AGENTS)}")
+        if self.episodes < 1:
+            raise ConfigError("episodes", f"must be >= 1, got {self.episodes}")
+        if self.seed_pool < 0:
+            raise ConfigError("seed_pool", f"must be >= 0 (0 = a new seed per episode), got {self.seed_pool}")
+        if self.eval_every < 1:
+            raise ConfigError("eval_every", f"must be >= 1, got {self.eval_every}")
+        if self.eval_seeds < 1:
+            raise ConfigError("eval_seeds", f"must be >= 1, got {self.eval_seeds}")
+        if self.workers < 1:
+            raise ConfigError("workers", f"must be >= 1, got {self.workers}")
+        if self.cpus_per_worker <= 0:
+            raise ConfigError("cpus_per_worker", "must be > 0")
+        if self.gpus_per_worker < 0:
+            raise ConfigError("gpus_per_worker", "must be >= 0")
+        if self.gpus_per_worker > 0 and not self.address and not os.environ.get("RAY_ADDRESS") \
+                and not torch.cuda.is_available():
+            raise ConfigError("gpus_per_worker", "no GPU on this machine; use --gpus-per-worker 0 "
+                                                 "or --address to join a cluster with GPUs")
+        if self.max_worker_restarts < 0:
+            raise ConfigError("max_worker_restarts", "must be >= 0")
+        if self.resume and not (Path(self.resume) / CHECKPOINT).is_file():
+            raise ConfigError("resume", f"no {CHECKPOINT} in '{self.resume}'; pass the run folder "
+                                        "of the interrupted search")
+
+
+
+
+def _derived_seed(search_seed: int, purpose: int, index: int) -> int:
+    return int(np.random.SeedSequence([search_seed, purpose, index]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def training_seed(cfg: SearchConfig, episode: int) -> int:
+    """Episode seed of training episode ``episode``: one of ``seed_pool`` seeds, or its own."""
+    return _derived_seed(cfg.seed, 0, episode % cfg.seed_pool if cfg.seed_pool else episode)
+
+
+def evaluation_seeds(cfg: SearchConfig) -> list[int]:
+    """The greedy evaluation's seeds, disjoint from every training seed."""
+    return [_derived_seed(cfg.seed, 1, j) for j in range(cfg.eval_seeds)]
+
+
+def noise_rng(search_seed: int, episode: int, stage: int) -> np.random.Generator:
+    """Exploration from (seed, episode, stage) alone: a replayed or resumed episode draws the same."""
+    return np.random.default_rng([search_seed, episode, stage])
+
+
+OPERATIONAL = ("address", "workers", "cpus_per_worker", "gpus_per_worker", "max_worker_restarts", "progress")
+"""The settings a resumed search may change: where and how fast it runs, never what it computes."""

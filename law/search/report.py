@@ -1,0 +1,68 @@
+"""What a search writes besides its checkpoint: TensorBoard tags and ``summary.md``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+
+from law.logging import config_markdown
+from law.search.config import LAST_POLICY, POLICY
+
+class SearchLogger:
+    """TensorBoard tags: reward/, target/, reference/, weights/, eval/, agent/, perf/."""
+
+    def __init__(self, run_dir: Path, config: dict):
+        self.writer = SummaryWriter(str(run_dir))
+        self.writer.add_text("config", config_markdown(config), 0)
+
+    def stage(self, worker: int, step: int, reward: float, info: dict) -> None:
+        w = self.writer
+        w.add_scalar(f"reward/stage_w{worker}", reward, step)
+        w.add_scalar(f"target/val_accuracy_w{worker}", info["acc_target"], step)
+        w.add_scalar(f"reference/val_accuracy_w{worker}", info["acc_reference"], step)
+        w.add_scalar(f"target/loss_gap_w{worker}", info["loss_gap"], step)
+        for group in ("noisy", "clean"):
+            value = info.get(f"mean_weight_{group}")
+            if value is not None:
+                w.add_scalar(f"weights/{group}_w{worker}", value, step)
+        w.add_scalar(f"weights/effective_sample_fraction_w{worker}", info["effective_sample_fraction"], step)
+        if info.get("weights"):
+            w.add_histogram(f"weights/histogram_w{worker}", np.asarray(info["weights"]), step)
+
+    def round(self, rounds: int, last: dict, noise: float) -> None:
+        for name, value in last["agent"].items():
+            self.writer.add_scalar(f"agent/{name}", value, rounds)
+        self.writer.add_scalar("agent/noise_scale", noise, rounds)
+        self.writer.add_scalar("perf/round_seconds", last["round_seconds"], rounds)
+        self.writer.add_scalar("perf/fdu_seconds", last["fdu_seconds"], rounds)
+
+    def episode(self, summary: dict) -> None:
+        self.writer.add_scalar("reward/episode_return", summary["return"], summary["episode"])
+        self.writer.add_scalar("target/final_val_gap", summary["gap"], summary["episode"])
+
+    def evaluation(self, record: dict) -> None:
+        self.writer.add_scalar("eval/greedy_val_gap", record["score"], record["after_episodes"])
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def summary_markdown(results: dict) -> str:
+    """summary.md: the one line a newcomer needs, then the evaluations and the episodes."""
+    best, last = results["best"], results["last"]
+    n = len(results["evaluation_seeds"])
+    lines = [f"**policy vs unweighted twin: {100 * best['val_gap']:+.1f} validation points** "
+             f"(mean over {n} evaluation seeds; greedy {results['agent']} policy after {best['after_episodes']} "
+             f"of {results['config']['SearchConfig']['episodes']} episodes, saved as `{POLICY}`; the last policy "
+             f"scored {100 * last['val_gap']:+.1f} and is `{LAST_POLICY}`).", "",
+             "| greedy evaluation | after episodes | val gap (points) | per seed |", "|---:|---:|---:|---|"]
+    for r in results["evaluations"]:
+        lines.append(f"| {r['round']} | {r['after_episodes']} | {100 * r['score']:+.1f} | "
+                     + " ".join(f"{100 * g:+.1f}" for g in r["gaps"]) + " |")
+    lines += ["", "| episode | seed | worker | return | val acc target | val acc twin | gap |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in results["episodes"]:
+        lines.append(f"| {s['episode']} | {s['seed']} | {s['worker']} | {s['return']:+.2f} | "
+                     f"{s['acc_target']:.4f} | {s['acc_reference']:.4f} | {100 * s['gap']:+.1f} |")
+    return "\n".join(lines) + "\n"

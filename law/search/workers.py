@@ -1,0 +1,116 @@
+"""The env workers (Ray actors) and the Ray cluster a search runs on."""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import ray
+import torch
+
+from envs import EnvConfig, StageWeightingEnv, plain_info
+from law.data import DataConfig
+from law.errors import ConfigError, LawError
+from law.trainer import OptimConfig
+
+class EnvWorker:
+    """Owns one environment; one call per round. Wrapped with ``ray.remote`` at launch,
+    so it also runs in-process for debugging and tests."""
+
+    def __init__(self, env_cfg: EnvConfig, data_cfg: DataConfig, optim_cfg: OptimConfig,
+                 threads: int, use_gpu: bool, recurring_seeds: int = 0):
+        torch.set_num_threads(max(1, threads))
+        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, warm_up_cache=recurring_seeds)
+        self.key: Optional[str] = None
+        self.stages_done = 0
+        self.obs: Optional[np.ndarray] = None
+
+    def start(self, key: str, seed: int, twin: Optional[dict]) -> np.ndarray:
+        """Start episode ``key``: fresh identical networks, warm-up trained; returns the observation."""
+        self.obs, _ = self.env.reset(seed=seed, options={"twin": twin})
+        self.key, self.stages_done = key, 0
+        return self.obs
+
+    def step(self, key: str, seed: int, twin: Optional[dict], done_actions: list,
+             action: np.ndarray) -> tuple:
+        """Train the next stage of ``key`` with ``action``.
+
+        A worker that is not where the episode is (restarted by Ray, or a resumed
+        search) first replays ``done_actions``: deterministic, so it ends in the
+        very state it lost. Returns the transition, the info and how many stages
+        were replayed.
+        """
+        replayed = 0
+        if self.key != key or self.stages_done != len(done_actions):
+            self.start(key, seed, twin)
+            for past in done_actions:
+                self.obs, *_ = self.env.step(past)
+            self.stages_done = replayed = len(done_actions)
+        obs = self.obs
+        self.obs, reward, terminated, truncated, info = self.env.step(action)
+        self.stages_done += 1
+        transition = (obs, np.asarray(action, np.float32), float(reward), self.obs, bool(terminated or truncated))
+        return transition, plain_info(info), replayed
+
+
+class WorkerFailed(Exception):
+    """A worker process died (or is restarting): the call must be redone."""
+
+
+def _gather(futures: dict[int, Any]) -> dict[int, Any]:
+    """Results of every worker's call; a dead worker's result is a WorkerFailed.
+
+    An exception raised *by the environment* is not a fault to retry (it would
+    raise again): it stops the search with the environment's own message.
+    """
+    results = {}
+    for index, future in futures.items():
+        try:
+            results[index] = ray.get(future)
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as error:
+            results[index] = WorkerFailed(str(error).splitlines()[0])
+        except ray.exceptions.RayTaskError as error:
+            cause = error.cause if isinstance(error.cause, Exception) else error
+            message = str(cause) if isinstance(cause, LawError) else f"{type(cause).__name__}: {cause}"
+            raise LawError(f"worker {index}: {message}") from None
+    return results
+
+
+def init_ray(address: str, num_cpus: Optional[float] = None) -> None:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a fresh local Ray.
+
+    Without an address Ray would join whatever cluster ``ray start`` last recorded on
+    this machine, even a dead one (and hang for minutes): a plain run never does.
+    An address that does not answer within seconds is a clear error, not a hang.
+    """
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        check_ray_address(address)
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+
+
+def check_ray_address(address: str, timeout: float = 3.0) -> None:
+    """Refuse, within ``timeout`` seconds, a cluster address whose head does not answer."""
+    target = address
+    if address == "auto":
+        record = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        if not record.is_file():
+            raise ConfigError("address", "'auto' found no Ray cluster started on this machine (ray start --head); "
+                                         "start one, pass its host:port, or leave --address out for a local Ray")
+        target = record.read_text().strip()
+    target = target.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError):
+        raise ConfigError("address", f"no Ray cluster answers at {target} (within {timeout:g} s); start its head "
+                                     "with `ray start --head`, fix --address, or leave it out to start a local "
+                                     "Ray") from None
