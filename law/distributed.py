@@ -55,7 +55,7 @@ from law.policy_file import greedy_policy, policy_env_config
 from law.schedule import StageSchedule
 from law.search import init_ray
 from law.stats import WeightStats
-from law.records import summarise
+from law.records import Record, summarise
 from law.train import seed_everything
 from law.trainer import DivergenceGuard, Learner, OptimConfig, evaluate, make_optimizer, run_steps, set_lr
 from law.weighting import Weighter
@@ -225,7 +225,7 @@ def _worker_loop(config: dict) -> None:
     stats = WeightStats(bundle.num_classes, device, keep_weights=False)
     guard = DivergenceGuard(device)
     steps = round(schedule.epochs_per_stage * stream.steps_per_epoch)
-    history: list[dict] = []
+    history: list[Record] = []
     started = time.perf_counter()
     for stage in range(schedule.num_stages):
         set_lr(optimizer, schedule.lr_at(job.optim.lr, stage))
@@ -251,7 +251,7 @@ def _worker_loop(config: dict) -> None:
     _report(rank, job, bundle, history, time.perf_counter() - started)
 
 
-def _report(rank: int, job: StageJob, bundle, history: list[dict], seconds: float) -> None:
+def _report(rank: int, job: StageJob, bundle, history: list[Record], seconds: float) -> None:
     import ray.train
 
     if rank != 0:

@@ -8,11 +8,30 @@ unweighted twin's figures under ``"reference"``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, TypedDict
 
 import numpy as np
 
-Record = dict
+
+class Record(TypedDict, total=False):
+    """One evaluation point of a run, as results.json holds it."""
+
+    epoch: float
+    """Training epochs done (an integer for law train, a stage end for LAW)."""
+    stage: int
+    """LAW and data-parallel runs: the stage just trained."""
+    lr: float
+    train: dict
+    """The weight statistics of the epoch or stage (``WeightStats.summary``)."""
+    val: Optional[dict]
+    """Metrics on the clean validation split; None without one."""
+    test: dict
+    """Metrics on the test split (``law.metrics.classification_metrics``)."""
+    seconds: float
+    action: list
+    """LAW: the policy's action of the stage; also theta, reward and loss_gap."""
+    reference: dict
+    """LAW: the unweighted twin's test metrics, validation accuracy and training loss."""
 
 
 def summarise(history: list[Record], points: Optional[Iterable[float]] = None, twin: bool = False) -> Optional[dict]:

@@ -17,7 +17,7 @@ from law.logging import RunLogger
 from law.methods import MethodConfig, build_weighter
 from law.models import build_model, check_model
 from law.progress import ProgressLine
-from law.records import summarise
+from law.records import Record, summarise
 from law.stats import WeightStats
 from law.trainer import (CollapseGuard, DivergenceGuard, Learner, OptimConfig, evaluate, learning_rate,
                          make_optimizer, run_steps)
@@ -79,7 +79,7 @@ def amp_dtype(run: RunConfig, device: torch.device) -> torch.dtype | None:
 
 
 def fit(model: torch.nn.Module, bundle: DataBundle, weighter: Weighter, optim_cfg: OptimConfig,
-        run: RunConfig, logger: RunLogger, device: torch.device) -> list[dict]:
+        run: RunConfig, logger: RunLogger, device: torch.device) -> list[Record]:
     """Train ``model`` for ``run.epochs`` epochs; returns one metrics dict per epoch.
 
     A diverged or collapsed network stops the run with TrainingFailed, whose
@@ -93,7 +93,7 @@ def fit(model: torch.nn.Module, bundle: DataBundle, weighter: Weighter, optim_cf
     dtype = amp_dtype(run, device)
     steps, epochs = stream.steps_per_epoch, run.epochs
     bar = ProgressLine(epochs, "train", enabled=run.progress)
-    history: list[dict] = []
+    history: list[Record] = []
     learner = Learner(model, optimizer, weighter, stats)
     try:
         for epoch in range(epochs):
@@ -148,7 +148,7 @@ def train(run: RunConfig, data: DataConfig, optim: OptimConfig, method: MethodCo
     model = build_model(run.model, bundle.num_classes, bundle.in_channels, bundle.image_size).to(device)
     config = to_dict(run, data, optim, method)
     with run_folder(run_path), RunLogger(run_path, config) as logger:
-        def write(history: list[dict], status: str, error: str = "") -> dict:
+        def write(history: list[Record], status: str, error: str = "") -> dict:
             results = {"kind": "train", "status": status, "config": config, "seed": run.seed,
                        "environment": environment_info(), "dataset": bundle.summary(),
                        "summary": summarise(history), "history": history}

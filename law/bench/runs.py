@@ -20,7 +20,7 @@ from law.io import atomic_write_json, environment_info
 from law.logging import RunLogger
 from law.policy_file import greedy_policy, load_policy, policy_env_config
 from law.progress import ProgressLine
-from law.records import summarise
+from law.records import Record, summarise
 from law.train import RunConfig, resolve_device, seed_everything, train
 
 def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progress: bool) -> dict:
@@ -41,7 +41,7 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
     config = to_dict(env_cfg, exp.data, optim)
     logger = RunLogger(run_dir, config)
     bar = ProgressLine(s.num_stages - s.warmup_stages, f"law seed {seed}", enabled=progress)
-    history: list[dict] = []
+    history: list[Record] = []
 
     def record(info: dict, action=None, reward: float = 0.0, warmup: bool = False) -> None:
         history.append(_law_record(env, info, action, reward, warmup=warmup))
