@@ -231,3 +231,15 @@ def test_law_help_loads_no_command_module():
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert "HEAVY []" in out and "search" in out and "compare" in out
+
+
+def test_law_apply_help_shows_the_policys_task_as_the_defaults(tmp_path, capsys):
+    write_tiny_policy(tmp_path / "p.pt")
+    with pytest.raises(SystemExit):
+        main(["apply", "--help"])
+    assert "the policy's" in " ".join(capsys.readouterr().out.replace("│", " ").split())
+    with pytest.raises(SystemExit):
+        main(["apply", "--policy", str(tmp_path / "p.pt"), "--help"])
+    text = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    # The tiny policy was searched with an MLP, 4 stages and batch 32; the class defaults differ.
+    assert "(default: mlp)" in text and "(default: 4)" in text and "(default: 32)" in text
