@@ -84,24 +84,25 @@ class BoxScaling(nn.Module):
         return (action - self.center) / self.scale
 
 
-class Actor(nn.Module):
-    """``mu(s_T) -> theta_T``: stage embedding, 4-layer MLP, tanh scaled to the box."""
+class StageNetwork(nn.Module):
+    """What the actor and the critic share: the stage embedding, a 4-layer MLP, the action box."""
 
-    def __init__(
-        self,
-        num_stages: int,
-        action_low: np.ndarray,
-        action_high: np.ndarray,
-        *,
-        embed_dim: int = 16,
-        hidden: int = 64,
-        obs_extra_dim: int = 2,
-    ):
+    def __init__(self, num_stages: int, action_low: np.ndarray, action_high: np.ndarray, *, takes_action: bool,
+                 embed_dim: int = 16, hidden: int = 64, obs_extra_dim: int = 2):
         super().__init__()
         action_low, action_high = as_bounds(action_low, action_high)
+        action_dim = len(action_low)
         self.encoder = StageStateEncoder(num_stages, embed_dim)
-        self.net = mlp(embed_dim + obs_extra_dim, hidden, len(action_low))
+        inputs = embed_dim + obs_extra_dim + (action_dim if takes_action else 0)
+        self.net = mlp(inputs, hidden, 1 if takes_action else action_dim)
         self.box = BoxScaling(action_low, action_high)
+
+
+class Actor(StageNetwork):
+    """``mu(s_T) -> theta_T``: stage embedding, 4-layer MLP, tanh scaled to the box."""
+
+    def __init__(self, num_stages: int, action_low: np.ndarray, action_high: np.ndarray, **sizes: int):
+        super().__init__(num_stages, action_low, action_high, takes_action=False, **sizes)
         # Small last layer (DDPG paper, sec. 7): the first policy sits near the box
         # centre, i.e. weights close to 1 + tanh(b_centre), not at a saturated corner.
         nn.init.uniform_(self.net[-1].weight, -3e-3, 3e-3)
@@ -111,26 +112,12 @@ class Actor(nn.Module):
         return self.box.to_box(torch.tanh(self.net(self.encoder(obs))))
 
 
-class Critic(nn.Module):
-    """``Q(s_T, theta_T)``: its own stage embedding, 4-layer MLP on ``[e_T, loss, acc, a]``."""
+class Critic(StageNetwork):
+    """``Q(s_T, theta_T)``: its own stage embedding, 4-layer MLP on ``[e_T, loss, acc, a]``. It sees
+    actions rescaled to [-1, 1], so its input scale does not depend on how wide the action box is."""
 
-    def __init__(
-        self,
-        num_stages: int,
-        action_low: np.ndarray,
-        action_high: np.ndarray,
-        *,
-        embed_dim: int = 16,
-        hidden: int = 64,
-        obs_extra_dim: int = 2,
-    ):
-        super().__init__()
-        action_low, action_high = as_bounds(action_low, action_high)
-        self.encoder = StageStateEncoder(num_stages, embed_dim)
-        self.net = mlp(embed_dim + obs_extra_dim + len(action_low), hidden, 1)
-        # The critic sees actions rescaled to [-1, 1], so its input scale does not
-        # depend on how wide the user made the action box.
-        self.box = BoxScaling(action_low, action_high)
+    def __init__(self, num_stages: int, action_low: np.ndarray, action_high: np.ndarray, **sizes: int):
+        super().__init__(num_stages, action_low, action_high, takes_action=True, **sizes)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.encoder(obs), self.box.to_unit(action)], dim=1)
