@@ -220,14 +220,15 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict) -> 
         per_search_val = [np.mean([e["val_gap"] for e in evaluations[f"{agent}__seed{s}"]]) for s in runs]
         per_search_test = [np.mean([e["test_gap"] for e in evaluations[f"{agent}__seed{s}"]]) for s in runs]
         selection = [runs[s]["best"]["val_gap"] for s in runs]
-        minutes = [runs[s].get("wall_seconds", math.nan) / 60 for s in runs]
+        # The search's own rounds (training and FDU), summed over resumes; Ray start-up excluded.
+        minutes = [runs[s]["train_seconds"] * (1 + runs[s]["fdu_fraction_of_training"]) / 60 for s in runs]
         total = [len(runs[s]["episodes"]) + sum(len(r["gaps"]) for r in runs[s]["evaluations"]) for s in runs]
         rows.append((f"search: {agent}", f"{len(runs)} searches", fmt(per_search_val), fmt(per_search_test),
                      fmt(selection), f"{search_cfg.episodes} + {total[0] - search_cfg.episodes} greedy",
                      f"{np.nanmean(minutes):.1f}"))
         summary[agent] = {"val_gap": mean_std(per_search_val), "test_gap": mean_std(per_search_test),
                           "per_search_val": per_search_val, "per_search_test": per_search_test,
-                          "selection_val_gap": selection, "wall_minutes": minutes}
+                          "selection_val_gap": selection, "search_minutes": minutes}
     hand_val = {name: np.mean([e["val_gap"] for e in evaluations[name]]) for name in hand_set}
     best = max(hand_val, key=hand_val.get)
     for name in hand_set:
@@ -245,7 +246,7 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict) -> 
              "a search). Searches: mean ± std over search seeds of each policy's mean over those seeds; "
              "hand-set: mean ± std over the seeds. \"selected on\" is the search's own greedy-evaluation score "
              "(validation, its evaluation seeds) of the policy it kept.", "",
-             "| policy | n | val gap | test gap | selected on (val) | episodes per search | min per search |",
+             "| policy | n | val gap | test gap | selected on (val) | episodes per search | min per search (rounds) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n", summary
