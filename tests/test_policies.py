@@ -1,6 +1,7 @@
 """The policies shipped inside the package: each loads safely, fits the current feature spec,
 and `law apply --policy NAME` runs it from the installed package, offline."""
 import json
+import os
 
 import pytest
 import torch
@@ -40,3 +41,14 @@ def test_law_apply_runs_the_shipped_quick_policy_by_name(tmp_path, capsys):
     assert "policy vs unweighted twin" in capsys.readouterr().out
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["policy_kind"] == "actor" and len(results["stages"]) == 7
+
+
+@pytest.mark.skipif(not os.environ.get("LAW_CIFAR10_JPG"), reason="set LAW_CIFAR10_JPG to the CIFAR-10 JPEG tree")
+def test_the_shipped_cifar_policy_runs_on_the_cifar10_tree_by_name(tmp_path, capsys):
+    """What a user with the images does: name the policy and the data; the rest is the policy's task."""
+    assert main(["apply", "--policy", "noisy-cifar10-cpu", "--data-root", os.environ["LAW_CIFAR10_JPG"],
+                 "--train-size", "256", "--val-size", "100", "--test-size", "100", "--steps-per-stage", "1",
+                 "--no-progress", "--output-dir", str(tmp_path), "--run-name", "run"]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["config"]["DataConfig"]["noise"] == "symmetric" and results["config"]["EnvConfig"]["model"] == "small_cnn"
+    assert len(results["stages"]) == 8
