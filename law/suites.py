@@ -6,9 +6,8 @@ noisy ImageNet). A *profile* is one budget for it:
 * ``paper`` — the paper's settings (networks, data sizes, 20 stages, lr
   schedule, search budget), for GPU clusters;
 * ``cpu`` — scaled so that a whole comparison (8 methods x 3 seeds plus a
-  LAW search) finishes on a 2-core machine in about an hour (noisy CIFAR-10:
-  70 min measured), while keeping the regime in which weighting matters (see
-  ``law compare``'s docs);
+  LAW search) finishes on a 2-core machine in one to two hours, while keeping
+  the regime in which weighting matters (see ``law compare``'s docs);
 * ``smoke`` — a microscopic budget that only proves the plumbing works
   (tests). Its numbers mean nothing.
 
@@ -151,7 +150,7 @@ def _noisy_cifar_cpu(dataset: str) -> Profile:
     classes = 100 if dataset == "cifar100" else 10
     return Profile(
         label="cpu (scaled for a 2-core CPU; not comparable with the paper's numbers)",
-        budget=("about 70 min on 2 CPU cores (8 methods x 3 seeds + a 32-episode search; measured)"
+        budget=("about 1.5 h on 2 CPU cores (8 methods x 3 seeds: 45 min; a 32-episode search: about 40 min; measured)"
                 if classes == 10 else "roughly 3 h on 2 CPU cores (2.5x the CIFAR-10 images; not measured)"),
         model="small_cnn",
         data=DataConfig(dataset=dataset, **NOISY, train_size=2000 if classes == 10 else 5000,
