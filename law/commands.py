@@ -121,13 +121,13 @@ SEARCH_HELP = ("Search a stage-wise weighting policy (LAW). With no flags: the o
 
 
 def run_search(argv: list[str]) -> int:
-    preset = search_preset(peek(argv, "--preset", "quick"))
-    default = Search(peek(argv, "--preset", "quick"), preset["SearchConfig"], preset["EnvConfig"],
-                     preset["DataConfig"], preset["OptimConfig"],
+    name = peek(argv, "--preset", "quick")
+    preset = search_preset(name)
+    default = Search(name, preset["SearchConfig"], preset["EnvConfig"], preset["DataConfig"], preset["OptimConfig"],
                      DDPGFlags(**dataclasses.asdict(preset["DDPGConfig"])))
     cmd = parse(Search, argv, default, "law search", SEARCH_HELP)
     if cmd.search.resume:
-        results = _resume(cmd, [name for name in flags_given(argv) if name != "resume"])
+        results = _resume(cmd, [flag for flag in flags_given(argv) if flag != "resume"])
         if results is None:
             return 0
     else:
@@ -193,7 +193,8 @@ def run_apply(argv: list[str]) -> int:
     cmd.apply.validate()
     if policy is None:
         policy = load_policy(cmd.apply.policy)
-    changed = [f for f in flags_given(argv) if f not in {f.name for f in dataclasses.fields(ApplyConfig)}]
+    own = {f.name for f in dataclasses.fields(ApplyConfig)}
+    changed = [flag for flag in flags_given(argv) if flag not in own]
     data, env, optim = cmd.data, cmd.env, cmd.optim
     print(f"law apply: the task the policy was searched on ({data.dataset}, noise {data.noise} "
           f"{data.noise_rate:g}, imbalance {data.imbalance}, {env.model}, lr {optim.lr:g}, "

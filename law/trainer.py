@@ -1,7 +1,9 @@
-"""The weighted training step, optimiser, learning-rate schedule and evaluation.
+"""The weighted training step, the one training loop, optimiser, learning-rate schedule and evaluation.
 
-Everything a training loop needs below the level of "which method": the step
-asks a weighter for losses and weights and minimises their weighted mean.
+Everything below the level of "which method": the step asks a weighter for
+losses and weights and minimises their weighted mean; ``run_steps`` is the loop
+that every kind of run (``law train``, paired training, data-parallel workers)
+drives its networks with.
 """
 from __future__ import annotations
 

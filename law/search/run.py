@@ -27,7 +27,7 @@ from law.progress import ProgressLine
 from law.search.config import (CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, SearchConfig,
                                evaluation_seeds, noise_rng, training_seed)
 from law.search.report import SearchLogger, summary_markdown
-from law.search.workers import EnvWorker, WorkerFailed, _gather, check_ray_address, init_ray
+from law.search.workers import EnvWorker, WorkerFailed, WorkerRestarting, _gather, check_ray_address, init_ray
 from law.trainer import OptimConfig
 
 @dataclass
@@ -51,6 +51,10 @@ class Episode:
     @classmethod
     def from_dict(cls, state: dict) -> "Episode":
         return cls(**state)
+
+
+RESTART_TIMEOUT = 300.0
+"""Seconds a restarting worker may take to come back (it rebuilds its env: data, networks)."""
 
 
 class Search:
@@ -154,14 +158,22 @@ class Search:
         its episode), so the round ends exactly as it would have without the fault."""
         results = _gather({i: call(workers[i]) for i, call in calls.items()})
         for i in sorted(results):
-            failures = 0
+            failures, waited = 0, 0.0
             while isinstance(results[i], WorkerFailed):
-                failures += 1
-                self.worker_failures += 1
-                if failures > self.cfg.max_worker_restarts:
-                    raise LawError(f"worker {i} failed {failures} times in a row (last: {results[i]}); the "
-                                   f"search is checkpointed: fix the cause, then --resume {self.run_dir}")
-                time.sleep(min(0.5 * failures, 5.0))  # give Ray time to bring the actor back
+                if failures and isinstance(results[i], WorkerRestarting):  # the same death, still restarting
+                    if waited > RESTART_TIMEOUT:
+                        raise LawError(f"worker {i} did not come back within {RESTART_TIMEOUT:.0f} s of its "
+                                       f"restart; the search is checkpointed: --resume {self.run_dir}")
+                    pause = 1.0
+                    waited += pause
+                else:
+                    failures += 1
+                    self.worker_failures += 1
+                    if failures > self.cfg.max_worker_restarts:
+                        raise LawError(f"worker {i} failed {failures} times in a row (last: {results[i]}); the "
+                                       f"search is checkpointed: fix the cause, then --resume {self.run_dir}")
+                    pause = min(0.5 * failures, 5.0)  # give Ray time to bring the actor back
+                time.sleep(pause)
                 results[i] = _gather({i: calls[i](workers[i])})[i]
         return results
 

@@ -58,7 +58,11 @@ class EnvWorker:
 
 
 class WorkerFailed(Exception):
-    """A worker process died (or is restarting): the call must be redone."""
+    """A worker process died: the call must be redone (on the actor Ray restarts)."""
+
+
+class WorkerRestarting(WorkerFailed):
+    """The worker's actor is still being restarted by Ray: the same fault, not a new one."""
 
 
 def _gather(futures: dict[int, Any]) -> dict[int, Any]:
@@ -71,7 +75,9 @@ def _gather(futures: dict[int, Any]) -> dict[int, Any]:
     for index, future in futures.items():
         try:
             results[index] = ray.get(future)
-        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError) as error:
+        except ray.exceptions.ActorUnavailableError as error:
+            results[index] = WorkerRestarting(str(error).splitlines()[0])
+        except ray.exceptions.RayActorError as error:
             results[index] = WorkerFailed(str(error).splitlines()[0])
         except ray.exceptions.RayTaskError as error:
             cause = error.cause if isinstance(error.cause, Exception) else error
