@@ -49,7 +49,7 @@ from law.errors import ConfigError, LawError  # noqa: E402
 from law.io import atomic_save, atomic_write_json, atomic_write_text, environment_info  # noqa: E402
 from law.policy_file import load_policy, policy_env_config, policy_file, policy_task  # noqa: E402
 from law.presets import search_preset  # noqa: E402
-from law.search import AGENTS, CHECKPOINT, resume_search, search  # noqa: E402
+from law.search import AGENTS, CHECKPOINT, OPERATIONAL, resume_search, search  # noqa: E402
 
 SEARCH_SECTIONS = ("SearchConfig", "EnvConfig", "DataConfig", "OptimConfig", "DDPGConfig")
 
@@ -123,13 +123,33 @@ def apply_overrides(configs: tuple, overrides: list[str]) -> tuple:
 # Searches
 
 
+# Settings that may differ between a kept search and this run: where and how it ran, and
+# the two that the search's folder name already fixes.
+NOT_TASK = {"SearchConfig": set(OPERATIONAL) | {"output_dir", "run_name", "resume", "agent", "seed"},
+            "DataConfig": {"data_root"}, "DDPGConfig": {"seed"}}
+
+
+def check_same_task(saved: dict, configs: tuple, run_dir: Path) -> None:
+    """Refuse to report a kept search (or resume one) that searched another task or budget."""
+    wanted = json.loads(json.dumps(to_dict(*configs)))
+    for section, fields in wanted.items():
+        for name, value in fields.items():
+            if name not in NOT_TASK.get(section, ()) and saved.get(section, {}).get(name) != value:
+                raise ConfigError(f"{section}.{name}", f"{run_dir} searched with {saved.get(section, {}).get(name)!r}, "
+                                                       f"this run asks for {value!r}; give --name another folder")
+
+
 def run_search(configs: tuple, agent: str, seed: int, folder: Path, progress: bool) -> dict:
     """One search of the task with ``agent`` and ``seed``, resumed or skipped if already there."""
     run_dir = folder / f"{agent}__seed{seed}"
     if (run_dir / "results.json").is_file():
-        return json.loads((run_dir / "results.json").read_text())
+        results = json.loads((run_dir / "results.json").read_text())
+        check_same_task(results["config"], configs, run_dir)
+        return results
     started = time.perf_counter()
     if (run_dir / CHECKPOINT).is_file():
+        check_same_task(torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)["config"], configs,
+                        run_dir)
         results = resume_search(run_dir, progress=progress)
     else:
         search_cfg = dataclasses.replace(configs[0], agent=agent, seed=seed, output_dir=str(folder),
@@ -223,9 +243,10 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict) -> 
         # The search's own rounds (training and FDU), summed over resumes; Ray start-up excluded.
         minutes = [runs[s]["train_seconds"] * (1 + runs[s]["fdu_fraction_of_training"]) / 60 for s in runs]
         total = [len(runs[s]["episodes"]) + sum(len(r["gaps"]) for r in runs[s]["evaluations"]) for s in runs]
+        devices = sorted({runs[s].get("environment", {}).get("cuda") or "CPU" for s in runs})
         rows.append((f"search: {agent}", f"{len(runs)} searches", fmt(per_search_val), fmt(per_search_test),
                      fmt(selection), f"{search_cfg.episodes} + {total[0] - search_cfg.episodes} greedy",
-                     f"{np.nanmean(minutes):.1f}"))
+                     f"{np.nanmean(minutes):.1f} ({', '.join(devices)})"))
         summary[agent] = {"val_gap": mean_std(per_search_val), "test_gap": mean_std(per_search_test),
                           "per_search_val": per_search_val, "per_search_test": per_search_test,
                           "selection_val_gap": selection, "search_minutes": minutes}
@@ -246,7 +267,7 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict) -> 
              "a search). Searches: mean ± std over search seeds of each policy's mean over those seeds; "
              "hand-set: mean ± std over the seeds. \"selected on\" is the search's own greedy-evaluation score "
              "(validation, its evaluation seeds) of the policy it kept.", "",
-             "| policy | n | val gap | test gap | selected on (val) | episodes per search | min per search (rounds) |",
+             "| policy | n | val gap | test gap | selected on (val) | episodes per search | min per search (rounds; where) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n", summary

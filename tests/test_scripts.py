@@ -135,3 +135,32 @@ def test_suite_imagenet_trains_data_parallel_on_two_cpu_workers(tmp_path, policy
     acting = [h for h in law["history"] if "action" in h]
     assert len(acting) == 2  # one action per stage after the warm-up, the same on both workers
     assert law["history"][-1]["train"]["samples"] == 48  # both shards counted (2 x 24)
+
+
+def test_bench_search_quality_reports_searches_and_hand_set_schedules_and_refuses_another_budget(tmp_path, capsys):
+    bench = load_script("bench_search_quality")
+    tiny = ["--task", "quick", "--agents", "random", "--search-seeds", "0", "--eval-seeds", "1", "--jobs", "1",
+            "--output-dir", str(tmp_path), "--no-plots", "--quiet", "--episodes", "4"]
+    for setting in ("DataConfig.synthetic_train_size=256", "DataConfig.synthetic_test_size=64", "DataConfig.val_size=64",
+                    "DataConfig.batch_size=32", "DataConfig.eval_batch_size=64", "EnvConfig.num_stages=4",
+                    "EnvConfig.steps_per_stage=3", "SearchConfig.eval_every=2", "SearchConfig.seed_pool=2",
+                    "SearchConfig.min_buffer=2", "DDPGConfig.fdu_batch_size=8"):
+        tiny += ["--set", setting]
+    assert bench.main(tiny) == 0
+    folder = tmp_path / "quick"
+    table = (folder / "table.md").read_text()
+    summary = json.loads((folder / "results.json").read_text())["summary"]
+    # The search's kept policy and every hand-set schedule (neutral, constant, from stages 2 and 3) were run.
+    for row in ("search: random", "hand-set: neutral", "hand-set: constant", "hand-set: from stage 2",
+                "hand-set: from stage 3"):
+        assert f"| {row}" in table
+    assert summary["hand-set: neutral"]["val_gap"][0] == 0.0, "all weights 1: the target is its twin"
+    assert summary["best_hand_set"] in {"neutral", "constant", "from stage 2", "from stage 3"}
+    assert len(summary["random"]["per_search_val"]) == 1
+
+    # A kept search of another budget is refused by name, and nothing is rewritten.
+    before = (folder / "results.json").read_bytes()
+    capsys.readouterr()
+    assert bench.main([a if a != "4" else "6" for a in tiny]) == 2
+    assert "SearchConfig.episodes" in capsys.readouterr().err
+    assert (folder / "results.json").read_bytes() == before

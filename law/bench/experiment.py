@@ -32,7 +32,7 @@ class CompareConfig:
     """Benchmark suite: cifar10-noisy, cifar100-noisy, cifar10-step, cifar100-step, cifar10-longtail,
     cifar100-longtail, imagenet-noisy."""
     profile: str = "cpu"
-    """Budget: cpu (one to two hours on 2 cores), paper (the paper's settings, GPUs), smoke (seconds; tests)."""
+    """Budget: cpu (about two hours on 2 cores), paper (the paper's settings, GPUs), smoke (seconds; tests)."""
     methods: str = ",".join(METHOD_ORDER)
     """Comma-separated methods: ce, focal, cb, low, l2rw, spl, ohem, law."""
     seeds: str = "0,1,2"
