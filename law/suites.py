@@ -194,7 +194,8 @@ PAPER_LT_SCHEDULE = StageSchedule(num_stages=20, warmup_stages=2, epochs_per_sta
 def _imbalanced_cpu(dataset: str, profile: dict) -> Profile:
     return Profile(
         label="cpu (scaled for a 2-core CPU; not comparable with the paper's numbers)",
-        budget="about 1 h on 2 CPU cores (8 methods x 3 seeds + search)",
+        budget=("about 1.5-2 h on 2 CPU cores (long tail, measured: the 24 runs 53 min; the 16-episode search "
+                "78 min while the machine also ran other jobs)"),
         model="small_cnn",
         # Imbalance keeps ~12k (longtail 100) or ~40k (step) CIFAR-10 images; a stratified
         # 3,000 of them keep the profile (smallest long-tail class ~10 images). Not calibrated

@@ -134,6 +134,10 @@ def test_a_summary_uses_the_shared_evaluation_points():
     summary = aggregate([{"method": "ce", "seed": 0, "wall_seconds": 1.0, **metrics},
                          {"method": "ce", "seed": 1, "wall_seconds": 3.0, **metrics | {"last": 0.6}}], ("last",))
     assert summary["ce"]["n"] == 2 and summary["ce"]["last"][0] == pytest.approx(0.5)
+    stopped = aggregate([{"method": "spl", "seed": 0, "wall_seconds": 1.0, **metrics},
+                         {"method": "spl", "seed": 1, "wall_seconds": 1.0, "diverged": "...", "status": "collapsed"}],
+                        ("last",))
+    assert stopped["spl"]["n"] == 1 and stopped["spl"]["stopped"] == ["collapsed"], "a collapse is not a divergence"
     everywhere = summarise(history)  # law train: every epoch is a point
     assert everywhere["best"] == 0.9 and everywhere["best_epoch"] == 1 and everywhere["at_best_val"] == 0.5
     without_val = summarise([r | {"val": None} for r in history])

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
@@ -31,7 +32,7 @@ def collect_rows(exp: Experiment) -> list[dict]:
             wall = json.loads(info_path.read_text())["wall_seconds"] if info_path.is_file() else math.nan
             base = {"method": method, "seed": seed, "wall_seconds": wall, "run_dir": str(path.parent)}
             if results.get("kind") == "diverged":
-                rows.append(base | {"diverged": results["error"]})
+                rows.append(base | {"diverged": results["error"], "status": results.get("status", "diverged")})
                 continue
             rows.append(base | summarise(results["history"], report))
             if method == "law" and results["history"][-1].get("reference"):
@@ -45,7 +46,8 @@ def aggregate(rows: list[dict], columns: tuple[str, ...]) -> dict[str, dict]:
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
         ok = [r for r in mine if "diverged" not in r]
-        entry = {"n": len(ok), "diverged": len(mine) - len(ok), "seeds": [r["seed"] for r in ok]}
+        entry = {"n": len(ok), "diverged": len(mine) - len(ok), "seeds": [r["seed"] for r in ok],
+                 "stopped": [r.get("status", "diverged") for r in mine if "diverged" in r]}
         for column in columns + ("wall_seconds",):
             entry[column] = mean_std([r[column] for r in ok])
         table[method] = entry
@@ -97,7 +99,8 @@ def markdown_table(exp: Experiment, summary: dict, policy_path: Optional[str], r
         cells.append(_cell(entry[EFFECTIVE_SAMPLES[0]][0], math.nan, bold=False))
         minutes = entry["wall_seconds"][0] / 60
         time_cell = "—" if math.isnan(minutes) or method == "law-twin" else f"{minutes:.1f}"
-        note = f" ({entry['diverged']} diverged)" if entry["diverged"] else ""
+        stopped = Counter(entry.get("stopped", ()))  # diverged (NaN loss) or collapsed (one class)
+        note = " (" + ", ".join(f"{n} {status}" for status, n in sorted(stopped.items())) + ")" if stopped else ""
         lines.append(f"| {DISPLAY.get(method, method)}{note} | {entry['n']} | " + " | ".join(cells)
                      + f" | {time_cell} |")
     report = ", ".join(map(str, s.report_epochs()))
