@@ -155,7 +155,7 @@ def _policy_text(exp: Experiment, policy_path: Optional[str]) -> str:
 def write_csv(rows: list[dict], path: Path, exp: Experiment) -> None:
     fields = ["suite", "profile", "method", "seed", "best", "best_epoch", "last", "last_balanced_accuracy",
               "last_macro_f1", "last_mean_auc", "at_best_val", "best_val_epoch", "best_any_epoch",
-              "effective_samples", "wall_seconds", "diverged", "run_dir"]
+              "effective_samples", "wall_seconds", "status", "diverged", "run_dir"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fields, extrasaction="ignore")
     writer.writeheader()
