@@ -117,7 +117,9 @@ def test_resume_refuses_flags_that_would_change_the_search_and_names_them(tmp_pa
 def test_ctrl_c_prints_the_run_folder_and_the_resume_command_and_resume_finishes(tmp_path):
     driver = subprocess.Popen([sys.executable, "-m", "law.cli", "search", *TINY_SEARCH, "--num-stages", "12",
                                "--lr-drop-stages", "6", "--output-dir", str(tmp_path), "--run-name", "run"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              # as from a shell: Ctrl-C at its default, whatever the test process inherited
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 180
     while not (tmp_path / "run" / CHECKPOINT).exists() and time.time() < deadline:
         time.sleep(0.1)
