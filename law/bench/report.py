@@ -99,7 +99,7 @@ def markdown_table(exp: Experiment, summary: dict, policy_path: Optional[str], r
         cells.append(_cell(entry[EFFECTIVE_SAMPLES[0]][0], math.nan, bold=False))
         minutes = entry["wall_seconds"][0] / 60
         time_cell = "—" if math.isnan(minutes) or method == "law-twin" else f"{minutes:.1f}"
-        stopped = Counter(entry.get("stopped", ()))  # diverged (NaN loss) or collapsed (one class)
+        stopped = Counter(entry["stopped"])  # diverged (NaN loss) or collapsed (one class)
         note = " (" + ", ".join(f"{n} {status}" for status, n in sorted(stopped.items())) + ")" if stopped else ""
         lines.append(f"| {DISPLAY.get(method, method)}{note} | {entry['n']} | " + " | ".join(cells)
                      + f" | {time_cell} |")
