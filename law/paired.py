@@ -8,8 +8,9 @@ order and augmentation), the same optimiser and learning rate. Only the
 target's loss is weighted; the reference always trains with plain CE.
 
 Hence the guarantee the tests pin: with weights identically 1 (``theta = 0,
-b = 0``) both networks take bit-identical steps on CPU and stay equal, so the
-reward of "doing nothing" is exactly 0. (Models with dropout would draw
+b = 0``) both networks take bit-identical steps and stay equal, so the reward
+of "doing nothing" is exactly 0. On CPU that holds as is; on CUDA only with
+cuDNN's deterministic kernels, which a pair on a GPU therefore switches on. (Models with dropout would draw
 different masks for the two networks and break this; none of the registered
 CIFAR models use dropout by default.)
 
@@ -38,6 +39,17 @@ def identical_networks(a: nn.Module, b: nn.Module) -> bool:
     return state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
+def exact_cuda_kernels() -> None:
+    """Make cuDNN run deterministic kernels in this process (and stop it benchmarking others).
+
+    Its default backward kernels may accumulate in any order, so on a GPU two identical
+    networks fed identical batches drift apart from the first step and a policy that does
+    nothing earns a random reward (measured: docs/design.md, "Exact pairs on CUDA").
+    """
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 class PairedTrainer:
     """Target and reference networks, their optimisers and the batch stream they share."""
 
@@ -47,6 +59,8 @@ class PairedTrainer:
                  train_reference: bool = True):
         self.bundle = bundle
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            exact_cuda_kernels()
         self.total_epochs = total_epochs
         self.amp_dtype = amp_dtype
         # Seed the initialisation without disturbing the caller's global RNG.

@@ -157,6 +157,18 @@ def test_bench_search_quality_reports_searches_and_hand_set_schedules_and_refuse
     assert summary["hand-set: neutral"]["val_gap"][0] == 0.0, "all weights 1: the target is its twin"
     assert summary["best_hand_set"] in {"neutral", "constant", "from stage 2", "from stage 3"}
     assert len(summary["random"]["per_search_val"]) == 1
+    # The pick a user could make with the search's information: every schedule on the search's own
+    # greedy evaluation episodes (neutral is its twin there too), the best mean kept.
+    assert "| hand-set: picked on each search's evaluation episodes | 1 picks" in table
+    pick = summary["hand_set_picked_per_search"]["picks"]["0"]
+    episodes = [json.loads((folder / "hand_set_on_search_episodes" / f"episode_seed{e}.json").read_text())
+                for e in pick["episode_seeds"]]
+    assert all(gaps["neutral"] == 0.0 for gaps in episodes)
+    scores = {name: sum(gaps[name] for gaps in episodes) / len(episodes) for name in episodes[0]}
+    assert pick["schedule"] == max(scores, key=scores.get)
+    assert pick["score"] == pytest.approx(scores[pick["schedule"]])
+    searched = json.loads((folder / "searches" / "random__seed0" / "results.json").read_text())
+    assert pick["episode_seeds"] == searched["evaluation_seeds"]
 
     # A kept search of another budget is refused by name, and nothing is rewritten.
     before = (folder / "results.json").read_bytes()
