@@ -176,3 +176,18 @@ def test_bench_search_quality_reports_searches_and_hand_set_schedules_and_refuse
     assert bench.main([a if a != "4" else "6" for a in tiny]) == 2
     assert "SearchConfig.episodes" in capsys.readouterr().err
     assert (folder / "results.json").read_bytes() == before
+
+
+def test_l2rw_weights_reports_zero_shares_and_shows_the_tail_up_weighted(tmp_path):
+    script = load_script("l2rw_weights")
+    out = tmp_path / "weights.json"
+    assert script.main(["--suite", "cifar10-longtail", "--profile", "smoke", "--epochs", "0,1", "--threads", "1",
+                        "--output", str(out)]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert set(figures) == {f"epoch {e}, meta batch {m}" for e in (0, 1) for m in (16, 32)}  # the smoke meta sizes
+    for row in figures.values():
+        assert row["all samples"]["mean_weight"] == pytest.approx(1.0, abs=0.05)  # batch mean 1
+        assert all(0.0 <= group["zero_share"] <= 1.0 for group in row.values())
+    # A balanced clean meta batch pulls the weights towards the rare classes once CE has learnt the head.
+    trained = figures["epoch 1, meta batch 32"]
+    assert trained["tail half of classes"]["mean_weight"] > 2 * trained["head half of classes"]["mean_weight"]
