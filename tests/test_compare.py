@@ -267,3 +267,5 @@ def test_the_cifar10n_suite_trains_on_the_human_labels(tmp_path, policy):
     assert 0.2 < run["dataset"]["noisy_fraction"] < 0.6  # the file's 'worse' set flips ~40 %
     assert {r["method"] for r in results["runs"]} == {"ce", "law", "law-twin"}
     assert (labels["worse_label"] != clean).mean() > 0.2
+    table = (tmp_path / "cifar10n__smoke" / "table.md").read_text()
+    assert "CIFAR-10N human labels 'worse'" in table and "0 % cifar10n" not in table  # the setup line names it

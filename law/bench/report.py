@@ -120,7 +120,9 @@ def markdown_table(exp: Experiment, summary: dict, policy_path: Optional[str], r
 
 def _data_text(data: DataConfig, rows: list[dict]) -> str:
     bias = []
-    if data.noise != "none":
+    if data.noise == "cifar10n":
+        bias.append(f"CIFAR-10N human labels '{data.noise_label}'")
+    elif data.noise != "none":
         bias.append(f"{100 * data.noise_rate:g} % {data.noise} label noise")
     if data.imbalance == "longtail":
         bias.append(f"long-tailed, ratio {data.imbalance_ratio:g}")
