@@ -20,6 +20,7 @@ from law.cli import guarded  # noqa: E402
 from law.commands import as_compare, run_compare  # noqa: E402
 from law.compare import CompareConfig  # noqa: E402
 from law.errors import ConfigError  # noqa: E402
+from law.policy_file import load_policy, policy_path  # noqa: E402
 
 PROG = "transfer.py"
 
@@ -36,7 +37,8 @@ def transfer(cfg: Script) -> CompareConfig:
         if not getattr(cfg, name) and not (name == "search_model" and cfg.policy):
             raise ConfigError(name, "is required: --search-model A (the policy is searched with it) and "
                                     "--model B (trained with the transferred policy)")
-    name = cfg.name or f"{cfg.suite}__{cfg.profile}__transfer_{cfg.search_model}_to_{cfg.model}"
+    searched_with = cfg.search_model or load_policy(policy_path(cfg.policy))["env"]["model"]
+    name = cfg.name or f"{cfg.suite}__{cfg.profile}__transfer_{searched_with}_to_{cfg.model}"
     return as_compare(cfg, name=name)
 
 

@@ -120,6 +120,11 @@ def test_transfer_script_trains_network_b(small_tree, policy, tmp_path):
     law = json.loads((out / "runs" / "law__seed0" / "results.json").read_text())
     assert law["config"]["EnvConfig"]["model"] == "small_cnn"
     assert {r["method"] for r in rows(out)} == {"ce", "law", "law-twin"}
+    # Without --search-model the folder is named after the network the policy was searched with.
+    assert main(["--suite", "cifar10-noisy", "--model", "small_cnn", "--policy", policy, "--methods", "law",
+                 "--data-path", small_tree, "--profile", "smoke", "--seeds", "0", "--output-dir", str(tmp_path / "b"),
+                 "--no-plots", "--no-progress"]) == 0
+    assert (tmp_path / "b" / "cifar10-noisy__smoke__transfer_mlp_to_small_cnn" / "table.md").is_file()
 
 
 def test_suite_imagenet_trains_data_parallel_on_two_cpu_workers(tmp_path, policy):
