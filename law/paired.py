@@ -10,9 +10,9 @@ target's loss is weighted; the reference always trains with plain CE.
 Hence the guarantee the tests pin: with weights identically 1 (``theta = 0,
 b = 0``) both networks take bit-identical steps and stay equal, so the reward
 of "doing nothing" is exactly 0. On CPU that holds as is; on CUDA only with
-cuDNN's deterministic kernels, which a pair on a GPU therefore switches on. (Models with dropout would draw
-different masks for the two networks and break this; none of the registered
-CIFAR models use dropout by default.)
+cuDNN's deterministic kernels, which a pair on a GPU therefore switches on.
+(Models with dropout would draw different masks for the two networks and break
+this; none of the registered CIFAR models use dropout by default.)
 
 Statistics of a stage (losses, weights by class and by the known noise mask)
 accumulate on the device; ``stage_summary`` is the one host sync per stage.

@@ -198,12 +198,29 @@ def write_hand_set(configs: tuple, folder: Path) -> dict[str, str]:
     return paths
 
 
+def hand_set_task(configs: tuple) -> dict:
+    """What the hand-set gaps on the search's episodes depend on: its env, data (wherever it lies) and optimiser."""
+    _, env_cfg, data_cfg, optim_cfg = configs[:4]
+    return json.loads(json.dumps(to_dict(env_cfg, dataclasses.replace(data_cfg, data_root=""), optim_cfg)))
+
+
+def kept_hand_set_gaps(path: Path, task: dict) -> dict[str, float] | None:
+    """The gaps kept in ``path`` (None if there are none); refuses those of another task."""
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if saved["task"] != task:
+        raise ConfigError("name", f"{path} holds the hand-set schedules of another task; give --name another folder")
+    return saved["gaps"]
+
+
 def hand_set_on_search_episodes(configs: tuple, episode_seed: int, folder: Path) -> dict[str, float]:
     """Final validation gap of every hand-set schedule on one greedy evaluation episode of the
     search: the search's data draw, episode seed ``episode_seed`` (one twin, trained once)."""
-    path = folder / f"episode_seed{episode_seed}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    path, task = folder / f"episode_seed{episode_seed}.json", hand_set_task(configs)
+    kept = kept_hand_set_gaps(path, task)
+    if kept is not None:
+        return kept
     _, env_cfg, data_cfg, optim_cfg = configs[:4]
     env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device="cuda" if torch.cuda.is_available() else "cpu")
     gaps, twin = {}, None
@@ -216,7 +233,7 @@ def hand_set_on_search_episodes(configs: tuple, episode_seed: int, folder: Path)
         twin = twin or info["twin"]
         gaps[name] = info["acc_target"] - info["acc_reference"]
     env.close()
-    atomic_write_json(gaps, path)
+    atomic_write_json({"task": task, "gaps": gaps}, path)
     return gaps
 
 
@@ -225,9 +242,12 @@ def pick_hand_set(configs: tuple, search_seeds: list[int], folder: Path, jobs: i
     greedy evaluation episodes: the pick a user could make with the search's information."""
     seeds = {s: evaluation_seeds(dataclasses.replace(configs[0], seed=s)) for s in search_seeds}
     episodes = sorted({e for chosen in seeds.values() for e in chosen})
+    task = hand_set_task(configs)
+    gaps = {e: kept for e in episodes if (kept := kept_hand_set_gaps(folder / f"episode_seed{e}.json", task))}
+    missing = [e for e in episodes if e not in gaps]
     with ProcessPoolExecutor(max_workers=jobs, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        gaps = dict(zip(episodes, pool.map(hand_set_on_search_episodes, [configs] * len(episodes), episodes,
-                                           [folder] * len(episodes))))
+        gaps.update(zip(missing, pool.map(hand_set_on_search_episodes, [configs] * len(missing), missing,
+                                          [folder] * len(missing))))
     picks = {}
     for s, chosen in seeds.items():
         scores = {name: float(np.mean([gaps[e][name] for e in chosen])) for name in gaps[chosen[0]]}

@@ -166,7 +166,7 @@ def test_bench_search_quality_reports_searches_and_hand_set_schedules_and_refuse
     # greedy evaluation episodes (neutral is its twin there too), the best mean kept.
     assert "| hand-set: picked on each search's evaluation episodes | 1 picks" in table
     pick = summary["hand_set_picked_per_search"]["picks"]["0"]
-    episodes = [json.loads((folder / "hand_set_on_search_episodes" / f"episode_seed{e}.json").read_text())
+    episodes = [json.loads((folder / "hand_set_on_search_episodes" / f"episode_seed{e}.json").read_text())["gaps"]
                 for e in pick["episode_seeds"]]
     assert all(gaps["neutral"] == 0.0 for gaps in episodes)
     scores = {name: sum(gaps[name] for gaps in episodes) / len(episodes) for name in episodes[0]}
@@ -180,6 +180,11 @@ def test_bench_search_quality_reports_searches_and_hand_set_schedules_and_refuse
     capsys.readouterr()
     assert bench.main([a if a != "4" else "6" for a in tiny]) == 2
     assert "SearchConfig.episodes" in capsys.readouterr().err
+    assert (folder / "results.json").read_bytes() == before
+    # So are the kept hand-set gaps of another task.
+    other = [a if a != "EnvConfig.steps_per_stage=3" else "EnvConfig.steps_per_stage=4" for a in tiny]
+    assert bench.main([a if a != "random" else "none" for a in other]) == 2
+    assert "hand-set schedules of another task" in capsys.readouterr().err
     assert (folder / "results.json").read_bytes() == before
 
 
