@@ -386,6 +386,12 @@ class StageWeightingEnv(gym.Env):
         self._twin_log["train_loss"].append(loss)
         return reference["accuracy"], loss
 
+    @property
+    def recorded_twin(self) -> Optional[dict]:
+        """The reference's record of the episode just ended, if it trained one (the twin cache's entry)."""
+        ended = self.trainer is not None and self.stage >= self.cfg.num_stages
+        return self._twin_log if ended else None
+
     def evaluate_test(self) -> tuple[dict, Optional[dict]]:
         """Test-split metrics of (target, reference); reference is None if it is not trained
         (``train_reference=False``, or a twin record stood in for it)."""

@@ -59,14 +59,15 @@ class ApplyConfig:
 
 def rollout(env: StageWeightingEnv, policy: Policy, seed: int,
             on_stage: Optional[Callable[[dict], None]] = None,
-            on_reset: Optional[Callable[[dict], None]] = None) -> list[dict]:
+            on_reset: Optional[Callable[[dict], None]] = None, twin: Optional[dict] = None) -> list[dict]:
     """One greedy episode: ``reset(seed)``, then the policy's action at every stage.
 
     Returns one record per acting stage (the action, the reward and the env's
     info); ``on_reset`` sees the warm-up's info, ``on_stage`` each record as soon
-    as it exists.
+    as it exists. ``twin`` replays a reference recorded by an earlier episode of
+    this seed (``env.recorded_twin``) instead of training it.
     """
-    obs, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed, options={"twin": twin})
     if on_reset is not None:
         on_reset(info)
     stages, done = [], False

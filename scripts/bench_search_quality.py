@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents import SchedulePolicy  # noqa: E402
 from envs import StageWeightingEnv  # noqa: E402
-from law.apply import ApplyConfig, apply_policy  # noqa: E402
+from law.apply import ApplyConfig, apply_policy, rollout  # noqa: E402
 from law.bench.experiment import CompareConfig, build_experiment  # noqa: E402
 from law.bench.policy import search_configs  # noqa: E402
 from law.config import to_dict  # noqa: E402
@@ -225,13 +225,9 @@ def hand_set_on_search_episodes(configs: tuple, episode_seed: int, folder: Path)
     env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device="cuda" if torch.cuda.is_available() else "cpu")
     gaps, twin = {}, None
     for name, table in hand_set_schedules(env_cfg).items():
-        policy = SchedulePolicy(table)
-        obs, _ = env.reset(seed=episode_seed, options={"twin": twin})
-        terminated = False
-        while not terminated:
-            obs, _, terminated, _, info = env.step(policy(obs))
-        twin = twin or info["twin"]
-        gaps[name] = info["acc_target"] - info["acc_reference"]
+        last = rollout(env, SchedulePolicy(table), episode_seed, twin=twin)[-1]
+        twin = twin or env.recorded_twin  # the twin depends on the seed only: trained once
+        gaps[name] = last["acc_target"] - last["acc_reference"]
     env.close()
     atomic_write_json({"task": task, "gaps": gaps}, path)
     return gaps

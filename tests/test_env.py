@@ -143,10 +143,11 @@ def test_a_cached_twin_gives_bit_identical_rewards_without_training_the_referenc
     paired, last = episode()
     twin = last["twin"]
     assert len(twin["val_accuracy"]) == len(twin["train_loss"]) == 3
+    assert env.recorded_twin == twin
     cached, last_cached = episode({"twin": twin})
     assert cached == paired, "every reward, observation and reference figure, bit for bit"
     assert env.trainer.reference is None, "the reference was not trained"
-    assert "twin" not in last_cached
+    assert "twin" not in last_cached and env.recorded_twin is None
     with pytest.raises(LawError, match="twin record"):
         env.reset(seed=7, options={"twin": {"val_accuracy": [0.1], "train_loss": [1.0]}})
 
