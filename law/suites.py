@@ -206,7 +206,7 @@ def _imbalanced_cpu(dataset: str, profile: dict) -> Profile:
                         eval_batch_size=EVAL_BATCH_CPU),
         optim=OptimConfig(lr=0.05, momentum=0.9, weight_decay=5e-4),
         schedule=StageSchedule(num_stages=10, warmup_stages=2, epochs_per_stage=3, lr_drop_stages=(8,)),
-        search=replace(CPU_SEARCH, episodes=16, eval_every=8, eval_seeds=2),  # the measured long-tail search
+        search=CPU_SEARCH,
         search_env=CPU_IMBALANCED_SEARCH_ENV,
         method=MethodConfig(meta_size=500, meta_batch_size=100),
         threads=2,
