@@ -146,9 +146,9 @@ CPU_SEARCH = SearchConfig(episodes=64, workers=2, cpus_per_worker=1.0, seed_pool
 # bias, plus b; and each stage is paid the change of the gap it made, so an episode's
 # return is its final gap (why: docs/design.md, "Search settings of the CPU profiles").
 CPU_NOISY_SEARCH_ENV = {"features": ("loss",), "reward": "change", "reward_k": 0.0}
-# b centred on 0: weights are capped at 2x before the batch mean, so up-weighting a rare class
-# means down-weighting the head, which the default b in [0, 4] (neutral b = 2) barely does
-# (why: docs/design.md, "Search settings of the CPU profiles").
+# b centred on 0: a weight is at most 2 before the batch mean, so up-weighting a rare class means
+# pulling the head far below 1, which the default b in [0, 4] (neutral b = 2) barely can
+# (docs/design.md, "Search settings of the CPU profiles").
 CPU_IMBALANCED_SEARCH_ENV = {"features": ("loss", "label"), "reward": "change", "reward_k": 0.0,
                              "bias_range": (-2.0, 2.0)}
 

@@ -269,3 +269,42 @@ def test_the_cifar10n_suite_trains_on_the_human_labels(tmp_path, policy):
     assert (labels["worse_label"] != clean).mean() > 0.2
     table = (tmp_path / "cifar10n__smoke" / "table.md").read_text()
     assert "CIFAR-10N human labels 'worse'" in table and "0 % cifar10n" not in table  # the setup line names it
+
+
+def test_the_imbalanced_search_box_reaches_class_balanced_tail_weights():
+    """A weight is at most 2 before the batch mean rescales it, so up-weighting the tail means pulling the
+    head far below 1. The imbalanced profiles' b range lets the search do what class-balanced weighting
+    does; the default range (made for down-weighting noisy minorities) cannot even at its corner."""
+    from baselines.class_balanced import class_balanced_weights
+    from law.features import FEATURE_NAMES, log_frequency_by_class, zscore_columns
+    from law.methods import MethodConfig
+    from law.policy import policy_weights
+
+    profile = get_suite("cifar10-longtail").profile("cpu")
+    counts = torch.tensor([int(1209 * 100 ** (-c / 9)) for c in range(10)])  # the profile's class sizes
+    head, tail = torch.arange(3), torch.arange(7, 10)
+    batches = torch.multinomial(counts.float(), 100 * 128, replacement=True,
+                                generator=torch.Generator().manual_seed(0)).reshape(100, 128)
+    label = FEATURE_NAMES.index("label")
+
+    def tail_over_head(env: EnvConfig, action_label: float, action_b: float) -> float:
+        action = np.zeros(env.action_dim, np.float32)
+        action[env.features.index("label")], action[-1] = action_label, action_b
+        full = torch.from_numpy(env.theta(action))
+        in_tail, in_head = torch.isin(batches, tail), torch.isin(batches, head)
+        weights = []
+        for labels in batches:
+            features = torch.zeros(len(labels), len(FEATURE_NAMES))
+            features[:, label] = zscore_columns(log_frequency_by_class(counts)[labels][:, None])[:, 0]
+            weights.append(policy_weights(features, full[:-1], full[-1]))
+        weights = torch.stack(weights)
+        return (weights[in_tail].mean() / weights[in_head].mean()).item()  # pooled over the batches
+
+    cb = class_balanced_weights(counts, MethodConfig().cb_beta)
+    cb_ratio = (cb[tail].mean() / cb[head].mean()).item()
+    imbalanced, default = EnvConfig(**profile.search_env), EnvConfig(features=("loss", "label"))
+    grid = [(a, b) for a in (-1.0, -0.6, -0.3, -0.1) for b in (-1.0, 0.0)]
+    assert max(tail_over_head(imbalanced, a, b) for a, b in grid) > cb_ratio
+    assert max(tail_over_head(default, a, b) for a, b in grid) < cb_ratio / 4
+    # An exploring action near the neutral one (action 0) moves weight to the tail only in the centred box.
+    assert tail_over_head(imbalanced, -0.3, 0.0) > 3.0 > 1.2 > tail_over_head(default, -0.3, 0.0)
