@@ -201,3 +201,37 @@ def test_l2rw_weights_reports_zero_shares_and_shows_the_tail_up_weighted(tmp_pat
     # A balanced clean meta batch pulls the weights towards the rare classes once CE has learnt the head.
     trained = figures["epoch 1, meta batch 32"]
     assert trained["tail half of classes"]["mean_weight"] > 2 * trained["head half of classes"]["mean_weight"]
+
+
+def test_class_balanced_schedule_fits_cb_weights_inside_the_imbalanced_search_box(tmp_path, capsys):
+    script = load_script("class_balanced_schedule")
+    from baselines.class_balanced import class_balanced_weights
+    from law.errors import ConfigError
+    from law.features import FEATURE_NAMES
+    from law.policy_file import greedy_policy, load_policy
+
+    counts = torch.tensor([1209, 725, 434, 260, 156, 94, 56, 34, 20, 12])
+    centred = EnvConfig(features=("loss", "label"), bias_range=(-2.0, 2.0))
+    action, error = script.fit_to_class_balanced(counts, centred, 0.9999, batch_size=128)
+    _, error_default_box = script.fit_to_class_balanced(counts, EnvConfig(features=("loss", "label")), 0.9999, 128)
+    assert action[centred.features.index("loss")] == 0.0 and action[1] < 0  # up-weights rare labels only
+    assert error < 0.25 < 2 * error < error_default_box  # the default box cannot express CB's weights
+    # The fitted weights, computed by the policy itself, order the classes as CB does.
+    from law.policy import policy_weights
+    labels = torch.arange(10).repeat(13)[:128]
+    features = torch.zeros(128, len(FEATURE_NAMES))
+    features[:, FEATURE_NAMES.index("label")] = script.zscore_columns(
+        script.log_frequency_by_class(counts)[labels][:, None])[:, 0]
+    theta = torch.from_numpy(centred.theta(action))
+    per_class = torch.stack([policy_weights(features, theta[:-1], theta[-1])[labels == c].mean() for c in range(10)])
+    cb = class_balanced_weights(counts, 0.9999)
+    assert torch.equal(per_class.argsort(), cb.argsort())
+    with pytest.raises(ConfigError, match="label"):
+        script.fit_to_class_balanced(counts, EnvConfig(features=("loss",)), 0.9999, 128)
+
+    out = tmp_path / "cb.pt"
+    assert script.main(["--suite", "cifar10-longtail", "--profile", "smoke", "--out", str(out)]) == 0
+    assert "nearest to class-balanced" in capsys.readouterr().out
+    policy = load_policy(out)
+    schedule = greedy_policy(policy)
+    assert schedule.num_stages == policy["env"]["num_stages"] and policy["selection"]["hand_set"]
