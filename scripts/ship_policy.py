@@ -44,12 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     file = f"{args.name}.pt"
     atomic_save(policy, SHIPPED / file)
     index = shipped_policies()
-    index[args.name] = {
-        "file": file, "description": args.description, "measured": args.measured, "use": args.use,
-        "searched": f"{search['agent']} search, {search['episodes']} episodes, seed {search['seed']}; "
-                    f"kept: {json.dumps(policy.get('selection'))}",
-        "code_revision": revision,
-    }
+    selection = policy.get("selection") or {}
+    searched = (f"not searched: a hand-set schedule ({selection['hand_set']}); {json.dumps(selection)}"
+                if "hand_set" in selection else
+                f"{search['agent']} search, {search['episodes']} episodes, seed {search['seed']}; "
+                f"kept: {json.dumps(selection)}")
+    index[args.name] = {"file": file, "description": args.description, "measured": args.measured,
+                        "use": args.use, "searched": searched, "code_revision": revision}
     atomic_write_json(index, SHIPPED / "index.json")
     print(f"shipped {args.name} -> {SHIPPED / file}")
     return 0

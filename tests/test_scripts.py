@@ -235,3 +235,23 @@ def test_class_balanced_schedule_fits_cb_weights_inside_the_imbalanced_search_bo
     policy = load_policy(out)
     schedule = greedy_policy(policy)
     assert schedule.num_stages == policy["env"]["num_stages"] and policy["selection"]["hand_set"]
+
+
+def test_ship_policy_records_provenance_and_says_when_a_schedule_was_not_searched(tmp_path, monkeypatch, capsys):
+    import law.policy_file
+    from law.policy_file import load_policy, policy_path, shipped_policies
+
+    ship = load_script("ship_policy")
+    shelf = tmp_path / "shipped"
+    shelf.mkdir()
+    monkeypatch.setattr(law.policy_file, "SHIPPED", shelf)  # the package's own shelf stays untouched
+    monkeypatch.setattr(ship, "SHIPPED", shelf)
+    hand_set = tmp_path / "cb.pt"
+    assert load_script("class_balanced_schedule").main(["--suite", "cifar10-longtail", "--profile", "smoke",
+                                                         "--out", str(hand_set)]) == 0
+    assert ship.main(["--name", "lt", "--policy", str(hand_set), "--description", "d", "--measured", "m"]) == 0
+    entry = shipped_policies()["lt"]
+    assert entry["searched"].startswith("not searched: a hand-set schedule (class-balanced fit)")
+    assert policy_path("lt") == shelf / "lt.pt"
+    assert torch.equal(torch.as_tensor(load_policy("lt")["policy"]["actions"]),
+                       torch.as_tensor(load_policy(hand_set)["policy"]["actions"]))
