@@ -14,7 +14,7 @@ SHIPPED_NAMES = sorted(shipped_policies())
 
 
 def test_policies_are_shipped_and_listed(capsys):
-    assert "quick-synthetic-noise60" in SHIPPED_NAMES
+    assert {"quick-synthetic-noise60", "noisy-cifar10-cpu", "longtail-cifar10-cpu"} <= set(SHIPPED_NAMES)
     assert main(["policies"]) == 0
     out = capsys.readouterr().out
     for name in SHIPPED_NAMES:
@@ -44,11 +44,14 @@ def test_law_apply_runs_the_shipped_quick_policy_by_name(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not os.environ.get("LAW_CIFAR10_JPG"), reason="set LAW_CIFAR10_JPG to the CIFAR-10 JPEG tree")
-def test_the_shipped_cifar_policy_runs_on_the_cifar10_tree_by_name(tmp_path, capsys):
+@pytest.mark.parametrize("name, bias", [("noisy-cifar10-cpu", ("noise", "symmetric")),
+                                        ("longtail-cifar10-cpu", ("imbalance", "longtail"))])
+def test_the_shipped_cifar_policies_run_on_the_cifar10_tree_by_name(tmp_path, name, bias):
     """What a user with the images does: name the policy and the data; the rest is the policy's task."""
-    assert main(["apply", "--policy", "noisy-cifar10-cpu", "--data-root", os.environ["LAW_CIFAR10_JPG"],
+    assert main(["apply", "--policy", name, "--data-root", os.environ["LAW_CIFAR10_JPG"],
                  "--train-size", "256", "--val-size", "100", "--test-size", "100", "--steps-per-stage", "1",
                  "--no-progress", "--output-dir", str(tmp_path), "--run-name", "run"]) == 0
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["config"]["DataConfig"]["noise"] == "symmetric" and results["config"]["EnvConfig"]["model"] == "small_cnn"
+    field, value = bias
+    assert results["config"]["DataConfig"][field] == value and results["config"]["EnvConfig"]["model"] == "small_cnn"
     assert len(results["stages"]) == 8
