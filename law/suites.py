@@ -6,7 +6,7 @@ noisy ImageNet). A *profile* is one budget for it:
 * ``paper`` — the paper's settings (networks, data sizes, 20 stages, lr
   schedule, search budget), for GPU clusters;
 * ``cpu`` — scaled so that a whole comparison (8 methods x 3 seeds plus a
-  LAW search) finishes on a 2-core machine in about two hours, while keeping
+  LAW search) finishes on a 2-core machine in two to three hours, while keeping
   the regime in which weighting matters (see ``law compare``'s docs);
 * ``smoke`` — a microscopic budget that only proves the plumbing works
   (tests). Its numbers mean nothing.
@@ -200,8 +200,8 @@ PAPER_LT_SCHEDULE = StageSchedule(num_stages=20, warmup_stages=2, epochs_per_sta
 def _imbalanced_cpu(dataset: str, profile: dict) -> Profile:
     return Profile(
         label="cpu (scaled for a 2-core CPU; not comparable with the paper's numbers)",
-        budget=("about 1.5-2 h on 2 CPU cores (long tail, measured: the 24 runs 53 min; the 16-episode search "
-                "78 min while the machine also ran other jobs)"),
+        budget=("about 2.5-3 h on 2 CPU cores (long tail, measured: the 21 baseline runs 53 min, the 64-episode "
+                "search 103 min, the 3 LAW runs 10 min)"),
         model="small_cnn",
         # Imbalance keeps ~12k (longtail 100) or ~40k (step) CIFAR-10 images; a stratified
         # 3,000 of them keep the profile (smallest long-tail class ~10 images). Not calibrated
