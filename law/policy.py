@@ -39,14 +39,14 @@ ActionLike = Union[np.ndarray, torch.Tensor, Sequence[float]]
 
 
 def policy_weights(features: torch.Tensor, theta: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``1 + tanh(features @ theta + bias)`` for (B, K) features, scaled to mean 1.
+    """``1 + tanh(features @ theta + bias)`` for (..., B, K) features, each batch scaled to mean 1.
 
     Computed as ``sigmoid(2z)`` relative to the batch's largest, in log space, so a
     batch whose every ``1 + tanh`` underflows to 0 still gets finite weights.
     """
     log_weights = F.logsigmoid(2.0 * (features @ theta + bias))
-    relative = torch.exp(log_weights - log_weights.max())  # largest is exactly 1: mean >= 1/B
-    return relative / relative.mean()
+    relative = torch.exp(log_weights - log_weights.amax(dim=-1, keepdim=True))  # largest is 1: mean >= 1/B
+    return relative / relative.mean(dim=-1, keepdim=True)
 
 
 class LAWPolicyWeighter(Weighter):

@@ -34,6 +34,7 @@ from law.data import load_data  # noqa: E402
 from law.errors import ConfigError  # noqa: E402
 from law.features import FEATURE_NAMES, log_frequency_by_class, zscore_columns  # noqa: E402
 from law.io import atomic_save, check_writable_dir  # noqa: E402
+from law.policy import policy_weights  # noqa: E402
 from law.policy_file import policy_file  # noqa: E402
 
 GRID = 81  # actions per axis of the box: steps of 0.025
@@ -51,7 +52,9 @@ def fit_to_class_balanced(counts: torch.Tensor, env, beta: float, batch_size: in
                                       f"suite's search has only {', '.join(env.features)}")
     labels = torch.multinomial(counts.float(), batches * batch_size, replacement=True,
                                generator=torch.Generator().manual_seed(seed)).reshape(batches, batch_size)
-    z = torch.stack([zscore_columns(log_frequency_by_class(counts)[y][:, None])[:, 0] for y in labels])
+    features = torch.zeros(batches, batch_size, len(FEATURE_NAMES))
+    features[..., LABEL] = torch.stack([zscore_columns(log_frequency_by_class(counts)[y][:, None])[:, 0]
+                                        for y in labels])
     cb = class_balanced_weights(counts, beta or None).float()[labels]
     log_cb = (cb / cb.mean(dim=1, keepdim=True)).log()
     axis = torch.linspace(-1.0, 1.0, GRID)
@@ -60,10 +63,8 @@ def fit_to_class_balanced(counts: torch.Tensor, env, beta: float, batch_size: in
         for a_b in axis:
             action = np.zeros(env.action_dim, np.float32)
             action[env.features.index("label")], action[-1] = a_label, a_b
-            theta = env.theta(action)
-            # policy_weights in log space, a whole stack of batches at once
-            logits = torch.nn.functional.logsigmoid(2.0 * (theta[LABEL] * z + theta[-1]))
-            log_w = logits - torch.logsumexp(logits, dim=1, keepdim=True) + np.log(batch_size)
+            theta = torch.from_numpy(env.theta(action))
+            log_w = policy_weights(features, theta[:-1], theta[-1]).log()  # every batch at once
             error = (log_w - log_cb).pow(2).mean().sqrt().item()
             if error < best[0]:
                 best = (error, action)

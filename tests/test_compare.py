@@ -292,12 +292,10 @@ def test_the_imbalanced_search_box_reaches_class_balanced_tail_weights():
         action[env.features.index("label")], action[-1] = action_label, action_b
         full = torch.from_numpy(env.theta(action))
         in_tail, in_head = torch.isin(batches, tail), torch.isin(batches, head)
-        weights = []
-        for labels in batches:
-            features = torch.zeros(len(labels), len(FEATURE_NAMES))
-            features[:, label] = zscore_columns(log_frequency_by_class(counts)[labels][:, None])[:, 0]
-            weights.append(policy_weights(features, full[:-1], full[-1]))
-        weights = torch.stack(weights)
+        features = torch.zeros(*batches.shape, len(FEATURE_NAMES))
+        features[..., label] = torch.stack([zscore_columns(log_frequency_by_class(counts)[labels][:, None])[:, 0]
+                                            for labels in batches])
+        weights = policy_weights(features, full[:-1], full[-1])  # each batch scaled to mean 1
         return (weights[in_tail].mean() / weights[in_head].mean()).item()  # pooled over the batches
 
     cb = class_balanced_weights(counts, MethodConfig().cb_beta)

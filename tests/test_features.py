@@ -167,3 +167,13 @@ def test_feature_spec_mismatch_is_refused_naming_the_difference(tmp_path):
     assert "normalisation" not in str(error.value)
     with pytest.raises(LawError, match="must be a dict"):
         check_feature_spec(["loss"])
+
+
+def test_policy_weights_scale_each_batch_of_a_stack_on_its_own():
+    from law.policy import policy_weights
+    features = torch.randn(3, 16, 4, generator=torch.Generator().manual_seed(0))
+    theta, bias = torch.tensor([-2.0, 0.5, 0.0, 1.0]), torch.tensor(-1.0)
+    stacked = policy_weights(features, theta, bias)
+    for batch, weights in zip(features, stacked):
+        assert torch.equal(weights, policy_weights(batch, theta, bias))
+    assert torch.allclose(stacked.mean(dim=1), torch.ones(3))
