@@ -67,6 +67,7 @@ from law.features import FEATURE_NAMES
 from law.models import check_model
 from law.paired import PairedTrainer
 from law.policy import ACTION_SIZE, LAWPolicyWeighter
+from law.sample_weights import SampleWeightsLog
 from law.schedule import StageSchedule
 from law.trainer import OptimConfig
 
@@ -251,6 +252,9 @@ class StageWeightingEnv(gym.Env):
         self._warm_ups: dict[int, dict] = {}
         self._twin: Optional[dict] = None  # the cached reference of this episode, if given
         self._twin_log: Optional[dict] = None  # the reference being recorded, if trained
+        self.sample_log: Optional[SampleWeightsLog] = None
+        """Set before ``reset`` to receive every sample's loss and weight after each stage, warm-up
+        included (``--export-weights``; a single run, so not with ``warm_up_cache``)."""
 
     # ------------------------------------------------------------------ schedule
 
@@ -285,10 +289,13 @@ class StageWeightingEnv(gym.Env):
         # Every torch seed of the episode derives from the gymnasium RNG, so
         # reset(seed=s) replays the episode exactly and reset() continues the sequence.
         episode_seed = int(self.np_random.integers(2**31 - 1))
+        if self.sample_log is not None and self.warm_up_cache:
+            raise LawError("a sample log records one run's every stage; a cached warm-up trains none")
         self.trainer = PairedTrainer(
             self.bundle, self.cfg.model, self.optim_cfg, episode_seed, self.device, self.total_epochs,
             amp_dtype=torch.bfloat16 if self.cfg.amp and self.device.type == "cuda" else None,
-            keep_weights=self.cfg.keep_weights, train_reference=train_reference)
+            keep_weights=self.cfg.keep_weights, train_reference=train_reference,
+            sample_stats=self.sample_log is not None)
         self._gap = 0.0  # the pair is identical until the agent acts
         cached = self._warm_ups.get(episode_seed)
         if cached is not None:
@@ -313,6 +320,9 @@ class StageWeightingEnv(gym.Env):
             self.trainer.reset_stats()
             self.trainer.warm_up(self.steps_per_stage)
             summary = self.trainer.stage_summary(f"warm-up stage {stage}")
+            if self.sample_log is not None:  # the twin is a copy of the target until the agent acts
+                self.sample_log.add_stage(stage, self.trainer.stats,
+                                          self.trainer.stats if self.trainer.reference is not None else None)
             accuracy = self.trainer.evaluate_target("val")["accuracy"]
             self.observer.observe(summary["target_loss"], accuracy)
             info = {"stage": stage, "epoch": self.trainer.epoch, "lr": self.trainer.lr,
@@ -336,6 +346,9 @@ class StageWeightingEnv(gym.Env):
         trainer.reset_stats()
         trainer.train_steps(self.steps_per_stage, self.weighter)
         summary = trainer.stage_summary(f"stage {self.stage}")
+        if self.sample_log is not None:
+            self.sample_log.add_stage(self.stage, trainer.stats,
+                                      trainer.reference_stats if trainer.reference is not None else None)
         target, reference = trainer.evaluate("val")  # the clean validation split; never test
         self.observer.observe(summary["target_loss"], target["accuracy"])
 

@@ -10,6 +10,7 @@ model, data set and optimiser are free, which is what transfer means here.
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -24,6 +25,7 @@ from law.errors import ConfigError
 from law.io import atomic_write_json, environment_info, new_run_dir, run_folder, run_stamp
 from law.policy_file import greedy_policy, policy_path
 from law.progress import ProgressLine
+from law.sample_weights import SampleWeightsLog
 from law.train import resolve_device, seed_everything
 from law.trainer import OptimConfig
 
@@ -48,6 +50,9 @@ class ApplyConfig:
     """Name of the run folder (default: {dataset}__law-apply__{seed}__{time})."""
     progress: bool = True
     """Show a progress line."""
+    export_weights: bool = False
+    """Write sample_weights.csv: every training sample's mean loss and weight per stage, and the twin's loss
+    (read by `law inspect`)."""
 
     def validate(self) -> None:
         if not self.policy:
@@ -97,7 +102,9 @@ def apply_policy(apply_cfg: ApplyConfig, env_cfg: EnvConfig, data_cfg: DataConfi
     env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, train_reference=apply_cfg.reference)
     print(env.bundle.describe(), file=sys.stderr)
     bar = ProgressLine(env.acting_stages, "apply", enabled=apply_cfg.progress)
-    with run_folder(run_dir):
+    with run_folder(run_dir), (SampleWeightsLog(run_dir, env.bundle, twin=apply_cfg.reference)
+                               if apply_cfg.export_weights else nullcontext()) as sample_log:
+        env.sample_log = sample_log
         stages = rollout(env, greedy_policy(policy), apply_cfg.seed,
                          on_stage=lambda s: bar.update(s["stage"] - env_cfg.warmup_stages + 1,
                                                        f"val acc {s['acc_target']:.3f}"))

@@ -16,6 +16,7 @@ COMMANDS = {
     "search": "search a weighting policy with DDPG over paired trainings",
     "apply": "train a network with a learned policy (transfer)",
     "compare": "compare weighting methods on a benchmark suite (tables, plots)",
+    "inspect": "the samples a run's weighting discounts most; how well it detects mislabelled ones",
     "policies": "list the policies shipped with LAW (use one with --policy NAME)",
     "models": "list the known network architectures",
 }

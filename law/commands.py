@@ -24,10 +24,12 @@ from law.bench.experiment import CompareConfig
 from law.compare import compare
 from law.data import DataConfig
 from law.errors import ConfigError
+from law.inspection import InspectConfig, inspect
 from law.methods import MethodConfig
 from law.models import MODEL_NAMES
 from law.policy_file import load_policy, policy_env_config, policy_task, shipped_policies
 from law.presets import search_preset
+from law.sample_weights import FILENAME as SAMPLE_WEIGHTS
 from law.search import OPERATIONAL, SearchConfig, SearchFinished, resume_search, search
 from law.train import RunConfig, train
 from law.trainer import OptimConfig
@@ -62,6 +64,13 @@ def peek(argv: list[str], flag: str, default: str) -> str:
     return getattr(reader.parse_known_args(argv)[0], flag.lstrip("-").replace("-", "_"))
 
 
+def print_sample_weights(run_dir: str) -> None:
+    """Where ``--export-weights`` put the per-sample weights, and what reads them."""
+    path = Path(run_dir) / SAMPLE_WEIGHTS
+    if path.is_file():
+        print(f"sample weights: {path}   suspected-noisy samples: law inspect {run_dir}")
+
+
 # ------------------------------------------------------------------------------ law train
 
 
@@ -93,6 +102,7 @@ def run_train(argv: list[str]) -> int:
           f"balanced {s['last_balanced_accuracy']:.4f}  macro-F1 {s['last_macro_f1']:.4f}  "
           f"AUC {s['last_mean_auc']:.4f}")
     print(f"results: {results['run_dir']}/results.json   tensorboard --logdir {results['run_dir']}")
+    print_sample_weights(results["run_dir"])
     return 0
 
 
@@ -208,6 +218,7 @@ def run_apply(argv: list[str]) -> int:
               f"{reference['balanced_accuracy']:.4f}")
         print(f"policy vs unweighted twin   {100 * (target['accuracy'] - reference['accuracy']):+.1f} test points")
     print(f"results: {results['run_dir']}/results.json")
+    print_sample_weights(results["run_dir"])
     return 0
 
 
@@ -238,6 +249,19 @@ def as_compare(cfg: CompareConfig, **fields) -> CompareConfig:
     return CompareConfig(**(own | fields))
 
 
+# ------------------------------------------------------------------------------ law inspect
+
+
+INSPECT_HELP = ("The training samples a run's weighting discounts most (suspects.csv), and, where the label truth "
+                "is known (injected noise, CIFAR-10N), how well its weights detect mislabelled samples against the "
+                "small-loss criterion. Give a run made with --export-weights, or a law compare folder.")
+
+
+def run_inspect(argv: list[str]) -> int:
+    inspect(parse(InspectConfig, argv, InspectConfig(), "law inspect", INSPECT_HELP))
+    return 0
+
+
 # ------------------------------------------------------------------------------ listings
 
 
@@ -264,5 +288,5 @@ def run_policies(argv: list[str]) -> int:
 
 RUNNERS: dict[str, Callable[[list[str]], int]] = {
     "train": run_train, "search": run_search, "apply": run_apply, "compare": run_compare,
-    "policies": run_policies, "models": run_models,
+    "inspect": run_inspect, "policies": run_policies, "models": run_models,
 }

@@ -58,6 +58,12 @@ __all__ = ["CompareConfig", "compare"]
 def compare(cfg: CompareConfig) -> dict:
     """Run (or continue) a comparison; writes table.md, results.csv, results.json and plots."""
     exp = build_experiment(cfg)
+    if exp.train_workers and cfg.export_weights:
+        raise ConfigError("export_weights", f"data-parallel runs (profile {cfg.profile} of {exp.suite.name}) "
+                                            "do not export sample weights; add --train-workers 0 to train each "
+                                            "run in one process")
+    if cfg.export_weights and exp.schedule.epochs_per_stage != int(exp.schedule.epochs_per_stage):
+        raise ConfigError("export_weights", "the baselines' stages must be whole epochs to export weights")
     if exp.train_workers:
         unsupported = [m for m in exp.methods if m not in SUPPORTED_METHODS]
         if unsupported:

@@ -25,7 +25,7 @@ stratified draws), ``law.loaders`` (augmentation, batch streams).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Iterator
+from typing import Annotated, Iterator, Optional
 
 import torch
 import tyro
@@ -168,6 +168,11 @@ class LabeledSplit:
     """(N,) long labels before noise, on the device."""
     store: ImageStore
     """The pixels: ``TensorImages`` (decoded, on the device) or ``FileImages`` (streamed)."""
+    source_indices: torch.Tensor
+    """(N,) long positions of the samples in the source's own split (torchvision's order; an ImageFolder
+    tree's sorted files), on the CPU: how a sample is found again outside LAW."""
+    files: Optional[list[str]] = None
+    """Image files of the samples (ImageFolder trees), else None."""
     noise_mask: torch.Tensor = field(init=False)
     """(N,) bool, ``labels != clean_labels``."""
 
@@ -196,6 +201,9 @@ class DataBundle:
     device: torch.device
     bias: str = "none"
     """The label noise and imbalance applied to the training split, as asked for (for logs)."""
+    labels_known_clean: bool = False
+    """Whether ``train.clean_labels`` is a known truth: label noise was applied (injected or CIFAR-10N), so
+    the noise mask says which labels are wrong. Without it LAW knows only the labels it was given."""
     class_counts: torch.Tensor = field(init=False)
     """(num_classes,) long counts of the OBSERVED training labels (what a method may know)."""
 
@@ -291,14 +299,14 @@ def load_data(cfg: DataConfig, seed: int, device: str | torch.device = "cpu") ->
     def labeled(split: RawSplit, indices: torch.Tensor, labels: torch.Tensor | None = None) -> LabeledSplit:
         part = split.subset(indices)
         observed = part.labels if labels is None else labels
-        return LabeledSplit(observed.to(device), part.labels.to(device), store(part))
+        return LabeledSplit(observed.to(device), part.labels.to(device), store(part), indices.clone(), part.files)
 
     train = labeled(raw.train, train_idx, noisy)
     val, test = labeled(raw.train, val_idx), labeled(raw.test, test_idx)
     image_size = (raw.train.images.shape[-1] if raw.in_memory else cfg.image_size or 224)
     return DataBundle(train, val, test, num_classes, list(raw.class_names), train.store.in_channels,
                       image_size, raw.name, cfg.batch_size, cfg.eval_batch_size, cfg.augment, device,
-                      bias=describe_bias(cfg))
+                      bias=describe_bias(cfg), labels_known_clean=cfg.noise != "none")
 
 
 def describe_bias(cfg: DataConfig) -> str:

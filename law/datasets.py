@@ -39,7 +39,7 @@ class RawSplit:
     images: Optional[torch.Tensor] = None
     """(N, C, H, W) uint8 pixels (in-memory sets)."""
     files: Optional[list[str]] = None
-    """Image paths (streamed sets)."""
+    """Image paths: the files a streamed set decodes, and where a decoded ImageFolder tree came from."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -282,7 +282,7 @@ def decode_tree(samples: Sequence[tuple[str, int]], workers: int = 4) -> RawSpli
     if cache.is_file():
         try:
             cached = torch.load(cache, weights_only=True)
-            return RawSplit(cached["labels"], images=cached["images"])
+            return RawSplit(cached["labels"], images=cached["images"], files=list(files))
         except Exception:  # a cache from an older format or a damaged disk: rebuild it
             pass
     with ThreadPoolExecutor(max(workers, 1)) as pool:
@@ -293,7 +293,7 @@ def decode_tree(samples: Sequence[tuple[str, int]], workers: int = 4) -> RawSpli
         raise DataError(f"imagefolder: images under {os.path.dirname(os.path.dirname(files[0]))} "
                         f"differ in size ({sorted(shapes)[:3]}...); decoding into memory needs one "
                         f"size. Use --in-memory never to stream them with resizing transforms.")
-    split = RawSplit(torch.tensor(labels, dtype=torch.long), images=torch.stack(decoded))
+    split = RawSplit(torch.tensor(labels, dtype=torch.long), images=torch.stack(decoded), files=list(files))
     atomic_save({"labels": split.labels, "images": split.images}, cache)
     return split
 

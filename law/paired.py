@@ -56,7 +56,7 @@ class PairedTrainer:
     def __init__(self, bundle: DataBundle, model_name: str, optim_cfg: OptimConfig, seed: int,
                  device: torch.device | str, total_epochs: float,
                  amp_dtype: torch.dtype | None = None, keep_weights: bool = False,
-                 train_reference: bool = True):
+                 train_reference: bool = True, sample_stats: bool = False):
         self.bundle = bundle
         self.device = torch.device(device)
         if self.device.type == "cuda":
@@ -75,8 +75,11 @@ class PairedTrainer:
         self.stream = bundle.train_stream(seed)
         self.uniform = Weighter()
         self.noise_mask = bundle.train.noise_mask.to(self.device)
-        self.stats = WeightStats(bundle.num_classes, self.device, keep_weights)
-        self.reference_stats = WeightStats(bundle.num_classes, self.device, keep_weights=False)
+        # sample_stats: each training sample's loss and weight too (sample_weights.csv)
+        per_sample = len(bundle.train) if sample_stats else 0
+        self.stats = WeightStats(bundle.num_classes, self.device, keep_weights, num_samples=per_sample)
+        self.reference_stats = WeightStats(bundle.num_classes, self.device, keep_weights=False,
+                                           num_samples=per_sample)
         self.guard = DivergenceGuard(self.device)
         self.step = 0
         self.paired_steps = 0

@@ -17,10 +17,13 @@ class WeightStats:
     """
 
     def __init__(self, num_classes: int, device: torch.device | str = "cpu",
-                 keep_weights: bool = True):
+                 keep_weights: bool = True, num_samples: int = 0):
         self.num_classes = num_classes
         self.device = torch.device(device)
         self.keep_weights = keep_weights
+        self.num_samples = num_samples
+        """With ``num_samples`` > 0, also each training sample's loss and weight sums, by its index in
+        the split (``sample_means``; what ``--export-weights`` writes)."""
         self.reset()
 
     def reset(self) -> None:
@@ -34,12 +37,16 @@ class WeightStats:
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self.effective_fraction_sum = zeros(())
         self.batches = zeros(())
+        self.sample_loss_sum = zeros(self.num_samples)
+        self.sample_weight_sum = zeros(self.num_samples)
+        self.sample_count = zeros(self.num_samples)
         self._weights: list[torch.Tensor] = []
 
     @torch.no_grad()
     def update(self, losses: torch.Tensor, weights: torch.Tensor, targets: torch.Tensor,
-               noisy: torch.Tensor | None = None) -> None:
-        """Add one batch: per-sample losses and weights, observed labels, noise mask."""
+               noisy: torch.Tensor | None = None, indices: torch.Tensor | None = None) -> None:
+        """Add one batch: per-sample losses and weights, observed labels, noise mask, and the
+        samples' indices in the training split (used when per-sample sums are kept)."""
         w = weights.detach().to(torch.float64)
         self.loss_sum += losses.detach().sum()
         self.samples += losses.numel()
@@ -56,13 +63,18 @@ class WeightStats:
             group = noisy.long()
             self.noisy_weight_sum.index_add_(0, group, w)
             self.noisy_count.index_add_(0, group, torch.ones_like(w))
+        if self.num_samples and indices is not None:
+            self.sample_loss_sum.index_add_(0, indices, losses.detach().to(torch.float64))
+            self.sample_weight_sum.index_add_(0, indices, w)
+            self.sample_count.index_add_(0, indices, torch.ones_like(w))
         if self.keep_weights:
             self._weights.append(weights.detach().float())
 
     def accumulators(self) -> list[torch.Tensor]:
         """Every running sum of the statistics (what data-parallel workers add up)."""
         return [self.loss_sum, self.samples, self.class_weight_sum, self.class_count, self.noisy_weight_sum,
-                self.noisy_count, self.effective_fraction_sum, self.batches]
+                self.noisy_count, self.effective_fraction_sum, self.batches,
+                self.sample_loss_sum, self.sample_weight_sum, self.sample_count]
 
     def all_reduce(self) -> None:
         """Sum the statistics over the workers of a data-parallel run, so every worker's
@@ -81,6 +93,10 @@ class WeightStats:
         if not self._weights:
             return torch.empty(0)
         return torch.cat(self._weights).cpu()
+
+    def sample_sums(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each training sample's (loss sum, weight sum, times seen) since the last reset, on the CPU."""
+        return self.sample_loss_sum.cpu(), self.sample_weight_sum.cpu(), self.sample_count.cpu()
 
     def summary(self) -> dict:
         """Host-side means. This is the sync point: call it once per epoch/stage."""

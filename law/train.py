@@ -4,7 +4,9 @@ from __future__ import annotations
 import random
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -18,6 +20,7 @@ from law.methods import MethodConfig, build_weighter
 from law.models import build_model, check_model
 from law.progress import ProgressLine
 from law.records import Record, summarise
+from law.sample_weights import SampleWeightsLog
 from law.stats import WeightStats
 from law.trainer import (CollapseGuard, DivergenceGuard, Learner, OptimConfig, evaluate, learning_rate,
                          make_optimizer, run_steps)
@@ -46,11 +49,17 @@ class RunConfig:
     """Name of the run folder (default: {dataset}__{method}__{seed}__{time})."""
     progress: bool = True
     """Show a progress line."""
+    export_weights: bool = False
+    """Write sample_weights.csv: every training sample's mean loss and weight per stage (read by `law inspect`)."""
+    stage_epochs: int = 1
+    """Epochs per stage of sample_weights.csv (law compare: the suite's stage length)."""
 
     def validate(self) -> None:
         check_model(self.model)
         if self.epochs < 1:
             raise ConfigError("epochs", f"must be >= 1, got {self.epochs}")
+        if self.stage_epochs < 1:
+            raise ConfigError("stage_epochs", f"must be >= 1, got {self.stage_epochs}")
         if self.threads < 0:
             raise ConfigError("threads", "must be >= 0")
         resolve_device(self.device)
@@ -79,16 +88,18 @@ def amp_dtype(run: RunConfig, device: torch.device) -> torch.dtype | None:
 
 
 def fit(model: torch.nn.Module, bundle: DataBundle, weighter: Weighter, optim_cfg: OptimConfig,
-        run: RunConfig, logger: RunLogger, device: torch.device) -> list[Record]:
+        run: RunConfig, logger: RunLogger, device: torch.device,
+        sample_log: Optional[SampleWeightsLog] = None) -> list[Record]:
     """Train ``model`` for ``run.epochs`` epochs; returns one metrics dict per epoch.
 
-    A diverged or collapsed network stops the run with TrainingFailed, whose
-    ``history`` holds the epochs trained before it.
+    ``sample_log`` receives every sample's loss and weight, one stage per
+    ``run.stage_epochs`` epochs. A diverged or collapsed network stops the run
+    with TrainingFailed, whose ``history`` holds the epochs trained before it.
     """
     optimizer = make_optimizer(model, optim_cfg)
     stream = bundle.train_stream(run.seed)
     noise_mask = bundle.train.noise_mask.to(device)
-    stats = WeightStats(bundle.num_classes, device)
+    stats = WeightStats(bundle.num_classes, device, num_samples=len(bundle.train) if sample_log else 0)
     guard, collapse = DivergenceGuard(device), CollapseGuard()
     dtype = amp_dtype(run, device)
     steps, epochs = stream.steps_per_epoch, run.epochs
@@ -104,6 +115,10 @@ def fit(model: torch.nn.Module, bundle: DataBundle, weighter: Weighter, optim_cf
                       lr_at=lambda at: learning_rate(optim_cfg, at, epochs))
             guard.check(f"epoch {epoch + 1}")  # the per-epoch sync point
             train = stats.summary()
+            if sample_log is not None:
+                sample_log.add(stats)
+                if (epoch + 1) % run.stage_epochs == 0 or epoch + 1 == epochs:
+                    sample_log.end_stage(epoch // run.stage_epochs)
             seconds = time.perf_counter() - started
             record = {
                 "epoch": epoch + 1,
@@ -147,7 +162,8 @@ def train(run: RunConfig, data: DataConfig, optim: OptimConfig, method: MethodCo
     seed_everything(run.seed)
     model = build_model(run.model, bundle.num_classes, bundle.in_channels, bundle.image_size).to(device)
     config = to_dict(run, data, optim, method)
-    with run_folder(run_path), RunLogger(run_path, config) as logger:
+    with run_folder(run_path), RunLogger(run_path, config) as logger, \
+            (SampleWeightsLog(run_path, bundle) if run.export_weights else nullcontext()) as sample_log:
         def write(history: list[Record], status: str, error: str = "") -> dict:
             results = {"kind": "train", "status": status, "config": config, "seed": run.seed,
                        "environment": environment_info(), "dataset": bundle.summary(),
@@ -158,7 +174,7 @@ def train(run: RunConfig, data: DataConfig, optim: OptimConfig, method: MethodCo
             return results
 
         try:
-            results = write(fit(model, bundle, weighter, optim, run, logger, device), "finished")
+            results = write(fit(model, bundle, weighter, optim, run, logger, device, sample_log), "finished")
         except TrainingFailed as failure:  # kept, marked, then reported by the caller
             write(failure.history, failure.status, str(failure))
             raise

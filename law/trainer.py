@@ -138,7 +138,7 @@ def run_steps(learners: Sequence[Learner], stream: Iterator, steps: int, *, star
             result = train_step(learner.model, learner.optimizer, learner.weighter,
                                 batch.inputs, batch.targets, progress, amp_dtype)
             guard.observe(result.loss)
-            learner.stats.update(result.losses, result.weights, batch.targets, noisy)
+            learner.stats.update(result.losses, result.weights, batch.targets, noisy, batch.indices)
     return start_step + steps
 
 

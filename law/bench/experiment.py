@@ -65,6 +65,9 @@ class CompareConfig:
     """Folder that receives the comparison folder."""
     name: str = ""
     """Comparison folder name (default: {suite}__{profile})."""
+    export_weights: bool = False
+    """Each run writes sample_weights.csv: every training sample's mean loss and weight per stage (`law inspect`
+    reads it; LAW runs add the twin's loss). Runs finished before are not redone."""
     plots: bool = True
     """Write PNG plots (needs matplotlib)."""
     progress: bool = True

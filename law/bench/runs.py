@@ -21,6 +21,7 @@ from law.logging import RunLogger
 from law.policy_file import greedy_policy, load_policy, policy_env_config
 from law.progress import ProgressLine
 from law.records import Record, summarise
+from law.sample_weights import SampleWeightsLog
 from law.train import RunConfig, resolve_device, seed_everything, train
 
 def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progress: bool) -> dict:
@@ -39,6 +40,8 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
     optim = replace(exp.profile.optim, lr_schedule="constant")
     env = StageWeightingEnv(env_cfg, exp.data, optim, device=device, train_reference=exp.profile.law_reference)
     config = to_dict(env_cfg, exp.data, optim)
+    if exp.cfg.export_weights:
+        env.sample_log = SampleWeightsLog(run_dir, env.bundle, twin=exp.profile.law_reference)
     logger = RunLogger(run_dir, config)
     bar = ProgressLine(s.num_stages - s.warmup_stages, f"law seed {seed}", enabled=progress)
     history: list[Record] = []
@@ -57,8 +60,14 @@ def train_law(exp: Experiment, policy_path: str, seed: int, run_dir: Path, progr
 
     try:
         rollout(env, greedy_policy(policy), seed, on_stage=on_stage, on_reset=on_reset)
+    except BaseException:
+        if env.sample_log is not None:
+            env.sample_log.discard()
+        raise
     finally:
         logger.close()
+    if env.sample_log is not None:
+        env.sample_log.close()
     results = {"kind": "law", "method": "law", "seed": seed, "config": config,
                "policy": str(Path(policy_path).resolve()), "policy_config": policy["config"],
                "environment": environment_info(),
@@ -97,7 +106,8 @@ def _law_record(env, info: dict, action, reward: float, warmup: bool = False) ->
 def train_baseline(exp: Experiment, method: str, seed: int, run_dir: Path, progress: bool) -> dict:
     run = RunConfig(model=exp.model, epochs=exp.schedule.epochs, seed=seed, device=exp.cfg.device,
                     threads=exp.threads, output_dir=str(run_dir.parent), run_name=run_dir.name,
-                    progress=progress)
+                    progress=progress, export_weights=exp.cfg.export_weights,
+                    stage_epochs=int(exp.schedule.epochs_per_stage))
     return train(run, exp.data, exp.schedule.baseline_optim(exp.profile.optim),
                  replace(exp.profile.method, method=method))
 
