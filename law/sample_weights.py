@@ -33,6 +33,7 @@ from typing import Optional
 import numpy as np
 
 from law.data import DataBundle
+from law.io import interrupt_deferred
 from law.stats import WeightStats
 
 FILENAME = "sample_weights.csv"
@@ -97,11 +98,12 @@ class SampleWeightsLog:
 
     def close(self) -> Path:
         """Put the finished file in place."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.chmod(self._tmp, 0o644)
-        os.replace(self._tmp, self.path)
+        with interrupt_deferred():
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.chmod(self._tmp, 0o644)
+            os.replace(self._tmp, self.path)
         return self.path
 
     def discard(self) -> None:

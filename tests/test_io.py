@@ -1,6 +1,7 @@
 """Artifacts are written atomically: a failed write leaves the previous file intact."""
 import json
 import os
+import signal
 
 import pytest
 import torch
@@ -32,3 +33,21 @@ def test_environment_info_records_versions():
     info = environment_info()
     assert info["torch"] == torch.__version__
     assert {"torchvision", "numpy", "gymnasium", "ray", "python", "code_revision"} <= set(info)
+
+
+class _InterruptsWhilePickled:
+    """Sends this process a Ctrl-C while torch.save is pickling it: an interrupt inside the write, every time."""
+
+    def __reduce__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        return dict, ((("kept", 1),),)
+
+
+def test_ctrl_c_inside_a_checkpoint_write_waits_for_the_rename_then_interrupts(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    atomic_save({"old": 0}, path)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save({"state": _InterruptsWhilePickled()}, path)
+    assert torch.load(path, weights_only=False) == {"state": {"kept": 1}}  # the new file, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
