@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import numpy as np
 import tyro
@@ -35,7 +35,7 @@ SUSPECTS = "suspects.csv"
 class InspectConfig:
     """Which run to inspect, and how to rank its suspects."""
 
-    run_dir: tyro.conf.Positional[str] = ""
+    run_dir: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")] = ""
     """A run folder that exported its weights (law train / apply / compare --export-weights), or a law compare folder."""
     rule: str = "weight"
     """What ranks the suspects: weight (lowest mean weight first), discounted-loss (loss x (1 - weight): the loss
