@@ -29,6 +29,7 @@ from law.data import DataBundle
 from law.errors import LawError
 from law.models import build_model
 from law.stats import WeightStats
+from law.timing import phase
 from law.trainer import DivergenceGuard, Learner, OptimConfig, evaluate, make_optimizer, run_steps, set_lr
 from law.weighting import Weighter
 
@@ -106,7 +107,8 @@ class PairedTrainer:
         """``steps`` paired steps with ``weighter`` on the target; statistics stay on the device."""
         learners = [Learner(self.target, self.target_optimizer, weighter, self.stats)]
         if self.reference is not None:
-            learners.append(Learner(self.reference, self.reference_optimizer, self.uniform, self.reference_stats))
+            learners.append(Learner(self.reference, self.reference_optimizer, self.uniform, self.reference_stats,
+                                    role="twin"))
         self._run(learners, steps)
         self.paired_steps += steps
 
@@ -119,7 +121,7 @@ class PairedTrainer:
         """
         if self.paired_steps:
             raise LawError("warm_up() must come before the first paired step: it overwrites the reference")
-        self._run([Learner(self.target, self.target_optimizer, self.uniform, self.stats)], steps)
+        self._run([Learner(self.target, self.target_optimizer, self.uniform, self.stats, role="warm-up")], steps)
         if self.reference is None:
             return
         self.reference.load_state_dict(self.target.state_dict())
@@ -178,13 +180,15 @@ class PairedTrainer:
 
     def evaluate_target(self, split: str = "val") -> dict:
         """Metrics of the target on ``split``."""
-        return evaluate(self.target, self.bundle.eval_batches(split), self.bundle.num_classes)
+        with phase(f"{split} evaluation"):
+            return evaluate(self.target, self.bundle.eval_batches(split), self.bundle.num_classes)
 
     def evaluate(self, split: str = "val") -> tuple[dict, Optional[dict]]:
         """Metrics of (target, reference) on ``split``; reference is None if not trained."""
         reference = None
         if self.reference is not None:
-            reference = evaluate(self.reference, self.bundle.eval_batches(split), self.bundle.num_classes)
+            with phase(f"{split} evaluation"):
+                reference = evaluate(self.reference, self.bundle.eval_batches(split), self.bundle.num_classes)
         return self.evaluate_target(split), reference
 
     def identical(self) -> bool:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from law.errors import LawError
 from law.features import FEATURE_NAMES, NUM_FEATURES, log_frequency_by_class, sample_features
+from law.timing import phase
 from law.weighting import WeightInputs, Weighter
 
 ACTION_SIZE = NUM_FEATURES + 1
@@ -91,7 +92,7 @@ class LAWPolicyWeighter(Weighter):
         self._to_device(device)
         # Features and weights in float32 even inside an AMP forward: bf16 would
         # blur the z-scores and the Gram matrix the policy was searched with.
-        with torch.autocast(device.type, enabled=False):
+        with torch.autocast(device.type, enabled=False), phase("features and weights"):
             features = sample_features(batch.logits, batch.targets, self._log_frequency, batch.losses)
             return policy_weights(features, self._theta, self._bias)
 

@@ -17,6 +17,7 @@ from torch import nn
 from law.errors import ConfigError, TrainingCollapsed, TrainingDiverged
 from law.metrics import classification_metrics
 from law.stats import WeightStats
+from law.timing import phase
 from law.weighting import Progress, Weighter, weighted_loss
 
 LR_SCHEDULES = ("cosine", "step", "constant")
@@ -112,6 +113,8 @@ class Learner(NamedTuple):
     optimizer: torch.optim.Optimizer
     weighter: Weighter
     stats: WeightStats
+    role: str = "target"
+    """What the network is (target, twin, warm-up): the name its steps are timed under."""
 
 
 def run_steps(learners: Sequence[Learner], stream: Iterator, steps: int, *, start_step: int,
@@ -132,11 +135,13 @@ def run_steps(learners: Sequence[Learner], stream: Iterator, steps: int, *, star
             lr = lr_at(progress.epoch)
             for learner in learners:
                 set_lr(learner.optimizer, lr)
-        batch = next(stream)
+        with phase("data"):
+            batch = next(stream)
         noisy = noise_mask[batch.indices]
         for learner in learners:
-            result = train_step(learner.model, learner.optimizer, learner.weighter,
-                                batch.inputs, batch.targets, progress, amp_dtype)
+            with phase(f"sgd {learner.role}"):
+                result = train_step(learner.model, learner.optimizer, learner.weighter,
+                                    batch.inputs, batch.targets, progress, amp_dtype)
             guard.observe(result.loss)
             learner.stats.update(result.losses, result.weights, batch.targets, noisy, batch.indices)
     return start_step + steps

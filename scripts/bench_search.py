@@ -1,48 +1,142 @@
-"""Search throughput: episodes per hour with 1 and with N workers, with and without the twin cache.
+"""Search cost: where an episode's time goes, episodes per hour with 1 and N workers, the twin cache.
 
-Runs the `quick` search preset (embedded data, offline) several ways in one
-process, on one local Ray, and prints the ratios:
+Runs the `quick` search preset (embedded data, offline) on one local Ray, with
+every process timing its phases (``law.timing``), and prints:
 
+* the breakdown of the N-worker search: SGD of the target, of the twin (when
+  not cached) and of the warm-up, features and weights, validation and test
+  evaluations, data loading, the workers' other work, Ray transfer and
+  scheduling, workers idle at the round barrier, the learner's FDU updates and
+  checkpoints; in total and per episode (training and greedy episodes);
 * twin cache = episodes/hour when training episodes cycle through a pool of
-  seeds (each seed's unweighted twin and warm-up trained once, then replayed)
-  divided by episodes/hour with a new seed, and so a new twin, every episode;
-* scaling = episodes/hour with N workers (1 CPU and 1 torch thread each)
-  divided by episodes/hour with 1 worker (1 CPU, 1 thread);
-* also 1 worker given all N CPUs (N threads), the alternative use of the cores;
-* the full-data update's time as a fraction of the stage training time.
+  seeds divided by episodes/hour with a new seed (a new twin) every episode;
+* scaling = episodes/hour with N workers (1 CPU each) over 1 worker, and over
+  1 worker given all N CPUs.
 
-Every run ends with the same single greedy evaluation (2 episodes), counted in its time.
+With ``--cost-ratio`` it runs only the N-worker search (the preset's 60
+episodes unless ``--episodes``) and the plain training run it is measured
+against, ``law train``'s loop on the same task and seed, timed in the same
+process, and ends with
 
-    python scripts/bench_search.py                 # on this machine: 2 workers
-    python scripts/bench_search.py --episodes-per-worker 4 --output bench_search.json
+    search wall time / (episodes x one plain training run / workers): R.RRx
+
+    python scripts/bench_search.py                     # on this machine: 2 workers
+    python scripts/bench_search.py --cost-ratio
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import tempfile
-import time
+import os
 
-import ray
-import torch
+os.environ["LAW_PHASE_TIMES"] = "1"  # before law is imported: every process of the run times its phases
 
-from law.io import atomic_write_json, environment_info
-from law.presets import search_preset
-from law.search import search
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import ray  # noqa: E402
+import torch  # noqa: E402
+
+from law.io import atomic_write_json, environment_info  # noqa: E402
+from law.methods import MethodConfig  # noqa: E402
+from law.presets import search_preset  # noqa: E402
+from law.search import search  # noqa: E402
+from law.train import RunConfig, train  # noqa: E402
+
+WORKER_PHASES = [  # (row, phase of law.timing); nested phases are subtracted below
+    ("SGD target, acting stages (features and weights excluded)", "sgd target"),
+    ("features and weights (LAW's policy)", "features and weights"),
+    ("SGD twin (episodes that train it; the others replay the cache)", "sgd twin"),
+    ("SGD warm-up (target alone, copied into the twin)", "sgd warm-up"),
+    ("validation evaluations", "val evaluation"),
+    ("test evaluations (a search needs none)", "test evaluation"),
+    ("data loading (batches, augmentation)", "data"),
+]
 
 
 def run(workers: int, cpus_per_worker: float, episodes: int, out_dir: str, seed_pool: int) -> dict:
     preset = search_preset("quick")
     search_cfg = dataclasses.replace(preset["SearchConfig"], workers=workers, cpus_per_worker=cpus_per_worker,
-                                     episodes=episodes, output_dir=out_dir, progress=False, eval_every=episodes,
-                                     seed_pool=seed_pool, run_name=f"w{workers}_c{cpus_per_worker:g}_p{seed_pool}")
+                                     episodes=episodes, output_dir=out_dir, progress=False,
+                                     eval_every=min(episodes, preset["SearchConfig"].eval_every),
+                                     seed_pool=seed_pool, run_name=f"w{workers}_c{cpus_per_worker:g}_p{seed_pool}_e{episodes}")
     started = time.perf_counter()
     results = search(search_cfg, preset["EnvConfig"], preset["DataConfig"], preset["OptimConfig"],
                      preset["DDPGConfig"])
     seconds = time.perf_counter() - started
+    greedy = len(results["evaluations"]) * len(results["evaluation_seeds"])
     return {"workers": workers, "cpus_per_worker": cpus_per_worker, "seed_pool": seed_pool,
-            "episodes": episodes, "seconds": seconds, "episodes_per_hour": episodes / seconds * 3600,
-            "fdu_fraction": results["fdu_fraction_of_training"]}
+            "episodes": episodes, "greedy_episodes": greedy, "rounds": results["rounds"], "seconds": seconds,
+            "episodes_per_hour": episodes / seconds * 3600, "fdu_fraction": results["fdu_fraction_of_training"],
+            "phase_times": results["phase_times"]}
+
+
+def ping_seconds(calls: int = 20) -> float:
+    """One round trip of a no-op actor call: what Ray adds to every call of a round."""
+    probe = ray.remote(num_cpus=0)(_Probe).remote()
+    ray.get(probe.ping.remote())
+    started = time.perf_counter()
+    for _ in range(calls):
+        ray.get(probe.ping.remote())
+    seconds = (time.perf_counter() - started) / calls
+    ray.kill(probe)
+    return seconds
+
+
+class _Probe:
+    def ping(self) -> None:
+        return None
+
+
+def breakdown(result: dict, ping: float) -> list[tuple[str, float]]:
+    """(row, seconds) of one search, from its processes' phase totals."""
+    learner = result["phase_times"]["learner"]
+    workers = result["phase_times"]["workers"]
+    seconds = lambda phases, name: phases.get(name, {}).get("seconds", 0.0)
+    total = lambda name: sum(seconds(w, name) for w in workers)
+    rows = []
+    for label, name in WORKER_PHASES:
+        value = total(name) - (total("features and weights") if name == "sgd target" else 0.0)
+        rows.append((label, value))
+    busy = total("worker call")
+    rows.append(("workers' other work (networks set up, statistics, stage sync)",
+                 busy - sum(total(name) for _, name in WORKER_PHASES if name != "features and weights")))
+    slot_seconds = result["workers"] * seconds(learner, "worker calls")
+    transfer = min(result["rounds"] * result["workers"] * ping, max(slot_seconds - busy, 0.0))
+    rows.append(("Ray transfer and scheduling (rounds x workers x a no-op call)", transfer))
+    rows.append(("workers idle at the round barrier", slot_seconds - busy - transfer))
+    rows.append(("learner: FDU updates", seconds(learner, "fdu")))
+    rows.append(("learner: checkpoints and policy files", seconds(learner, "checkpoint")))
+    accounted = seconds(learner, "worker calls") + seconds(learner, "fdu") + seconds(learner, "checkpoint")
+    rows.append(("learner: start-up, logging, final files (wall time not above)", result["seconds"] - accounted))
+    return rows
+
+
+def print_breakdown(result: dict, ping: float) -> None:
+    episodes = result["episodes"] + result["greedy_episodes"]
+    rows = breakdown(result, ping)
+    slot_total = result["workers"] * result["seconds"]
+    print(f"\nwhere the time goes: {result['workers']} workers x {result['seconds']:.1f} s = {slot_total:.1f} "
+          f"worker-seconds; {result['episodes']} training + {result['greedy_episodes']} greedy episodes, "
+          f"{result['rounds']} rounds")
+    print(f"{'phase':<66} {'total s':>8} {'/episode':>9} {'share':>6}")
+    for label, value in rows:
+        share = value / slot_total if not label.startswith("learner") else value / result["seconds"]
+        print(f"{label:<66} {value:>8.1f} {value / episodes:>9.2f} {share:>6.1%}")
+    print("(share: of worker-seconds for the workers' rows, of the search's wall time for the learner's)")
+
+
+def plain_training_seconds(seed: int = 0) -> float:
+    """`law train`'s loop on the quick preset's task: same data, network, optimiser, epochs, seed."""
+    preset = search_preset("quick")
+    env, data = preset["EnvConfig"], preset["DataConfig"]
+    epochs = round(env.num_stages * env.epochs_per_stage)
+    with tempfile.TemporaryDirectory() as out:
+        run_cfg = RunConfig(model=env.model, epochs=epochs, seed=seed, output_dir=out, run_name="plain",
+                            progress=False, threads=1)
+        started = time.perf_counter()
+        train(run_cfg, data, preset["OptimConfig"], MethodConfig(method="ce"))
+        return time.perf_counter() - started
 
 
 def main() -> None:
@@ -50,35 +144,53 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="workers of the parallel run (= CPUs used)")
     parser.add_argument("--episodes-per-worker", type=int, default=4)
     parser.add_argument("--seed-pool", type=int, default=0, help="pool of the cached runs (0: the preset's)")
+    parser.add_argument("--cost-ratio", action="store_true",
+                        help="only the N-worker search and the plain run it costs against")
+    parser.add_argument("--episodes", type=int, default=0, help="--cost-ratio: episodes (0: the preset's)")
     parser.add_argument("--output", default="", help="write the figures as JSON here")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # the learner; workers set their own thread counts
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"LAW_PHASE_TIMES": "1"}})
     n, per = args.workers, args.episodes_per_worker
     pool = args.seed_pool or search_preset("quick")["SearchConfig"].seed_pool
+    ping = ping_seconds()
+    figures: dict = {"ping_seconds": ping, "environment": environment_info()}
     with tempfile.TemporaryDirectory() as out:
-        uncached = run(n, 1.0, per * n, out, seed_pool=0)
-        parallel = run(n, 1.0, per * n, out, seed_pool=pool)
-        single = run(1, 1.0, per, out, seed_pool=pool)
-        single_all_cpus = run(1, float(n), per, out, seed_pool=pool)
-    ray.shutdown()
-
-    rows = [uncached, parallel, single, single_all_cpus]
-    print(f"{'workers':>7} {'cpus/worker':>11} {'seed pool':>9} {'episodes':>8} {'seconds':>8} {'episodes/h':>10} "
-          f"{'FDU/train':>9}")
-    for r in rows:
-        print(f"{r['workers']:>7} {r['cpus_per_worker']:>11g} {r['seed_pool'] or 'none':>9} {r['episodes']:>8} "
-              f"{r['seconds']:>8.1f} {r['episodes_per_hour']:>10.1f} {r['fdu_fraction']:>9.2%}")
-    cache = parallel["episodes_per_hour"] / uncached["episodes_per_hour"]
-    scaling = parallel["episodes_per_hour"] / single["episodes_per_hour"]
-    versus_threads = parallel["episodes_per_hour"] / single_all_cpus["episodes_per_hour"]
-    print(f"twin cache: seed pool {pool} / a new seed every episode ({n} workers) = {cache:.2f}x")
-    print(f"scaling: {n} workers / 1 worker (1 CPU each) = {scaling:.2f}x; "
-          f"{n} workers x 1 CPU / 1 worker x {n} CPUs = {versus_threads:.2f}x")
+        if args.cost_ratio:
+            episodes = args.episodes or search_preset("quick")["SearchConfig"].episodes
+            parallel = run(n, 1.0, episodes, out, seed_pool=pool)
+            ray.shutdown()
+            plain = plain_training_seconds()
+            print_breakdown(parallel, ping)
+            ratio = parallel["seconds"] / (episodes * plain / n)
+            print(f"\none plain training run (law train's loop, same task and seed, 1 thread): {plain:.2f} s")
+            print(f"search wall time / (episodes x one plain training run / workers): {ratio:.2f}x")
+            figures |= {"search": parallel, "plain_seconds": plain, "cost_ratio": ratio}
+        else:
+            uncached = run(n, 1.0, per * n, out, seed_pool=0)
+            parallel = run(n, 1.0, per * n, out, seed_pool=pool)
+            single = run(1, 1.0, per, out, seed_pool=pool)
+            single_all_cpus = run(1, float(n), per, out, seed_pool=pool)
+            ray.shutdown()
+            rows = [uncached, parallel, single, single_all_cpus]
+            print(f"{'workers':>7} {'cpus/worker':>11} {'seed pool':>9} {'episodes':>8} {'seconds':>8} "
+                  f"{'episodes/h':>10} {'FDU/train':>9}")
+            for r in rows:
+                print(f"{r['workers']:>7} {r['cpus_per_worker']:>11g} {r['seed_pool'] or 'none':>9} "
+                      f"{r['episodes']:>8} {r['seconds']:>8.1f} {r['episodes_per_hour']:>10.1f} "
+                      f"{r['fdu_fraction']:>9.2%}")
+            print_breakdown(parallel, ping)
+            cache = parallel["episodes_per_hour"] / uncached["episodes_per_hour"]
+            scaling = parallel["episodes_per_hour"] / single["episodes_per_hour"]
+            versus_threads = parallel["episodes_per_hour"] / single_all_cpus["episodes_per_hour"]
+            print(f"\ntwin cache: seed pool {pool} / a new seed every episode ({n} workers) = {cache:.2f}x")
+            print(f"scaling: {n} workers / 1 worker (1 CPU each) = {scaling:.2f}x; "
+                  f"{n} workers x 1 CPU / 1 worker x {n} CPUs = {versus_threads:.2f}x")
+            figures |= {"runs": rows, "twin_cache": cache, "scaling": scaling, "versus_threads": versus_threads}
     if args.output:
-        atomic_write_json({"runs": rows, "twin_cache": cache, "scaling": scaling, "versus_threads": versus_threads,
-                           "environment": environment_info()}, args.output)
+        atomic_write_json(figures, args.output)
 
 
 if __name__ == "__main__":

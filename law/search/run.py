@@ -28,6 +28,8 @@ from law.search.config import (CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, Sea
                                evaluation_seeds, noise_rng, training_seed)
 from law.search.report import SearchLogger, summary_markdown
 from law.search.workers import EnvWorker, WorkerFailed, WorkerRestarting, _gather, check_ray_address, init_ray
+from law import timing
+from law.timing import phase, take_phases
 from law.trainer import OptimConfig
 
 @dataclass
@@ -130,7 +132,8 @@ class Search:
             else:
                 actions[i] = self.action(slot)
                 calls[i] = lambda w, s=slot, t=twin, a=actions[i]: w.step.remote(s.key, s.seed, t, s.actions, a)
-        results = self._call_all(workers, calls)
+        with phase("worker calls"):
+            results = self._call_all(workers, calls)
         for i in sorted(results):
             slot = self.slots[i]
             if i not in actions:
@@ -142,7 +145,8 @@ class Search:
         self.train_seconds += time.perf_counter() - started
 
         fdu_started = time.perf_counter()
-        stats = self.agent.update(self.buffer) if len(self.buffer) >= self.cfg.min_buffer else {}
+        with phase("fdu"):
+            stats = self.agent.update(self.buffer) if len(self.buffer) >= self.cfg.min_buffer else {}
         self.fdu_seconds += time.perf_counter() - fdu_started
         self.rounds += 1
         self.last_round = {"agent": stats, "round_seconds": time.perf_counter() - started,
@@ -210,8 +214,9 @@ class Search:
         record["score"] = float(np.mean(record["gaps"]))
         self.logger.evaluation(record)
         if record is self.best_evaluation():
-            atomic_save(evaluated_policy_file(record, self.env_cfg, self.config, self.cfg.episodes),
-                        self.run_dir / POLICY)
+            with phase("checkpoint"):  # the policy file
+                atomic_save(evaluated_policy_file(record, self.env_cfg, self.config, self.cfg.episodes),
+                            self.run_dir / POLICY)
 
     def best_evaluation(self) -> Optional[dict]:
         scored = [r for r in self.evaluations if r["score"] is not None]
@@ -247,7 +252,8 @@ class Search:
         self.train_seconds, self.fdu_seconds = state["train_seconds"], state["fdu_seconds"]
 
     def checkpoint(self) -> None:
-        atomic_save(self.state_dict(), self.run_dir / CHECKPOINT)
+        with phase("checkpoint"):
+            atomic_save(self.state_dict(), self.run_dir / CHECKPOINT)
 
     # ------------------------------------------------------------------ the whole search
 
@@ -372,6 +378,9 @@ def _run(run: "Search") -> dict:
         logger = SearchLogger(run_dir, run.config)
         bar = ProgressLine(cfg.episodes, f"search ({cfg.agent})", enabled=cfg.progress)
         run.run(workers, logger, bar)
+        if timing.ENABLED:  # before the workers go: their share of the breakdown
+            run.phase_times = {"learner": take_phases(),
+                               "workers": ray.get([w.phase_times.remote() for w in workers])}
     except KeyboardInterrupt:
         if (run_dir / CHECKPOINT).is_file():
             raise Interrupted(f"interrupted; the search is checkpointed in {run_dir} "
@@ -387,6 +396,8 @@ def _run(run: "Search") -> dict:
     atomic_save(evaluated_policy_file(run.evaluations[-1], run.env_cfg, run.config, cfg.episodes),
                 run_dir / LAST_POLICY)
     results = run.results()
+    if timing.ENABLED:
+        results["phase_times"] = run.phase_times
     atomic_write_text(summary_markdown(results), run_dir / "summary.md")
     atomic_write_json(results, run_dir / "results.json")
     results["run_dir"] = str(run_dir)

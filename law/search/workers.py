@@ -14,6 +14,7 @@ import torch
 from envs import EnvConfig, StageWeightingEnv, plain_info
 from law.data import DataConfig
 from law.errors import ConfigError, LawError
+from law.timing import phase, take_phases
 from law.trainer import OptimConfig
 
 class EnvWorker:
@@ -31,7 +32,8 @@ class EnvWorker:
 
     def start(self, key: str, seed: int, twin: Optional[dict]) -> np.ndarray:
         """Start episode ``key``: fresh identical networks, warm-up trained; returns the observation."""
-        self.obs, _ = self.env.reset(seed=seed, options={"twin": twin})
+        with phase("worker call"):
+            self.obs, _ = self.env.reset(seed=seed, options={"twin": twin})
         self.key, self.stages_done = key, 0
         return self.obs
 
@@ -51,10 +53,15 @@ class EnvWorker:
                 self.obs, *_ = self.env.step(past)
             self.stages_done = replayed = len(done_actions)
         obs = self.obs
-        self.obs, reward, terminated, truncated, info = self.env.step(action)
+        with phase("worker call"):
+            self.obs, reward, terminated, truncated, info = self.env.step(action)
         self.stages_done += 1
         transition = (obs, np.asarray(action, np.float32), float(reward), self.obs, bool(terminated or truncated))
         return transition, plain_info(info), replayed
+
+    def phase_times(self) -> dict:
+        """This worker's phase totals since the last call (``law.timing``; empty unless enabled)."""
+        return take_phases()
 
 
 class WorkerFailed(Exception):
