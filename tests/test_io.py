@@ -43,7 +43,15 @@ class _InterruptsWhilePickled:
         return dict, ((("kept", 1),),)
 
 
-def test_ctrl_c_inside_a_checkpoint_write_waits_for_the_rename_then_interrupts(tmp_path):
+@pytest.fixture
+def ctrl_c_as_in_a_shell():
+    """Python's own SIGINT handler, whatever the test process inherited (a background runner ignores SIGINT)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_inside_a_checkpoint_write_waits_for_the_rename_then_interrupts(tmp_path, ctrl_c_as_in_a_shell):
     path = tmp_path / "checkpoint.pt"
     atomic_save({"old": 0}, path)
     with pytest.raises(KeyboardInterrupt):
