@@ -83,7 +83,8 @@ class WeightStats:
         if not (dist.is_available() and dist.is_initialized()):
             return
         for tensor in self.accumulators():
-            dist.all_reduce(tensor)
+            if tensor.numel():  # per-sample sums are empty unless kept
+                dist.all_reduce(tensor)
         nonfinite = self.nonfinite.to(torch.float64)
         dist.all_reduce(nonfinite)
         self.nonfinite = nonfinite > 0
