@@ -255,3 +255,22 @@ def test_ship_policy_records_provenance_and_says_when_a_schedule_was_not_searche
     assert policy_path("lt") == shelf / "lt.pt"
     assert torch.equal(torch.as_tensor(load_policy("lt")["policy"]["actions"]),
                        torch.as_tensor(load_policy(hand_set)["policy"]["actions"]))
+
+
+def test_bench_search_accounts_for_every_worker_second(monkeypatch):
+    """The breakdown's worker rows add up to workers x the learner's time in worker calls, whatever the phases."""
+    monkeypatch.setenv("LAW_PHASE_TIMES", "1")  # the script sets it on import; restored after the test
+    bench = load_script("bench_search")
+    phases = lambda **seconds: {name.replace("_", " "): {"seconds": value, "count": 1}
+                                for name, value in seconds.items()}
+    worker = phases(worker_call=30.0, sgd_target=12.0, features_and_weights=2.0, sgd_twin=6.0, data=3.0,
+                    val_evaluation=1.0)
+    result = {"workers": 2, "rounds": 10, "seconds": 50.0,
+              "phase_times": {"learner": phases(worker_calls=40.0, fdu=4.0, checkpoint=1.0),
+                              "workers": [worker, phases(worker_call=20.0, sgd_target=15.0)]}}
+    rows = dict(bench.breakdown(result, ping=0.01))
+    workers_rows = [v for k, v in rows.items() if not k.startswith("learner")]
+    assert sum(workers_rows) == pytest.approx(2 * 40.0)
+    assert rows["SGD target, acting stages (features and weights excluded)"] == pytest.approx(25.0)
+    assert rows["workers idle at the round barrier"] == pytest.approx(80.0 - 50.0 - 0.2)
+    assert rows["learner: start-up, logging, final files (wall time not above)"] == pytest.approx(5.0)
