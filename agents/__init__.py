@@ -2,7 +2,7 @@
 from .buffer import Transition, TransitionBuffer, Transitions
 from .ddpg import DDPG, DDPGConfig
 from .networks import Actor, Critic, load_actor, polyak_update
-from .policies import ActorPolicy, SchedulePolicy, policy_from_state
+from .policies import ActorPolicy, Behaviour, SchedulePolicy, policy_from_state
 from .random_search import RandomSearch
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "Critic",
     "load_actor",
     "ActorPolicy",
+    "Behaviour",
     "SchedulePolicy",
     "policy_from_state",
     "RandomSearch",

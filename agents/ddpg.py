@@ -29,6 +29,7 @@ from law.io import atomic_save
 
 from .buffer import PathLike, TransitionBuffer, Transitions
 from .networks import Actor, Bound, Critic, Device, as_bounds, polyak_update
+from .policies import gaussian_exploration
 
 
 @dataclass
@@ -204,6 +205,13 @@ class DDPG:
         """The greedy policy as a plain dict (``agents.policies.policy_from_state`` rebuilds it)."""
         return {"kind": "actor", "actor": self.actor_state()}
 
+    def behaviour_state(self) -> dict:
+        """A training episode's behaviour now (``agents.policies.Behaviour`` rebuilds it): the
+        actor plus the current exploration noise, what :meth:`explore` does."""
+        return {"kind": "gaussian", "policy": self.greedy_state(),
+                "std": (self.noise_scale * self._half_range).tolist(),
+                "low": self.action_low.tolist(), "high": self.action_high.tolist()}
+
     def act(
         self, obs: np.ndarray, explore: bool, rng: Optional[np.random.Generator] = None
     ) -> np.ndarray:
@@ -224,8 +232,8 @@ class DDPG:
         if explore:
             if rng is None:
                 raise ValueError("explore=True needs a numpy Generator `rng`")
-            action = action + rng.normal(0.0, 1.0, action.shape) * (self.noise_scale * self._half_range)
-            action = np.clip(action, self.action_low, self.action_high).astype(np.float32)
+            action = gaussian_exploration(action, rng, self.noise_scale * self._half_range,
+                                          self.action_low, self.action_high)
         return action if batched else action[0]
 
     # ---------------------------------------------------------------- learning

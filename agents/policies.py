@@ -8,6 +8,11 @@ Two kinds behind one interface (``policy(obs) -> action`` in the unit box,
   the observation, so it reacts to how training is going;
 * :class:`SchedulePolicy` — one fixed action per stage: random search's best
   draw, or a hand-set schedule ("unweighted until stage 3, then ...").
+
+A search's episodes act with a *behaviour*: :class:`Behaviour` is a greedy
+policy (a greedy evaluation), the actor plus Gaussian noise (a DDPG training
+episode) or uniform draws (random search), rebuilt on the worker from a plain
+state so a whole episode runs there without asking the learner for actions.
 """
 from __future__ import annotations
 
@@ -76,3 +81,37 @@ def policy_from_state(state: dict) -> Policy:
     if kind == SchedulePolicy.kind:
         return SchedulePolicy(state["actions"])
     raise LawError(f"unknown policy kind {kind!r}; known: {ActorPolicy.kind}, {SchedulePolicy.kind}")
+
+
+def gaussian_exploration(action: np.ndarray, rng: np.random.Generator, std: np.ndarray,
+                         low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``action`` plus independent Gaussian noise of ``std`` per dimension, clipped to the box."""
+    noisy = action + rng.normal(0.0, 1.0, action.shape) * std
+    return np.clip(noisy, low, high).astype(np.float32)
+
+
+class Behaviour:
+    """What an episode acts with, ``behaviour(obs, rng) -> action``; ``rng`` is the stage's own
+    generator (the search derives it from its seed, the episode and the stage)."""
+
+    KINDS = ("greedy", "gaussian", "uniform")
+
+    def __init__(self, state: dict):
+        self.kind = state.get("kind")
+        if self.kind not in self.KINDS:
+            raise LawError(f"unknown behaviour {self.kind!r}; known: {', '.join(self.KINDS)}")
+        self.state = state
+        if self.kind == "uniform":
+            self.action_dim = int(state["action_dim"])
+            return
+        self.policy = policy_from_state(state["policy"])
+        if self.kind == "gaussian":
+            self.std, self.low, self.high = (np.asarray(state[k], np.float32) for k in ("std", "low", "high"))
+
+    def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.kind == "uniform":
+            return rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+        action = self.policy(obs)
+        if self.kind == "greedy":
+            return action
+        return gaussian_exploration(action, rng, self.std, self.low, self.high)

@@ -33,6 +33,10 @@ class RandomSearch:
     def explore(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
 
+    def behaviour_state(self) -> dict:
+        """What :meth:`explore` does, as ``agents.policies.Behaviour`` rebuilds it on a worker."""
+        return {"kind": "uniform", "action_dim": self.action_dim}
+
     def update(self, buffer: TransitionBuffer) -> dict[str, float]:
         return {}
 

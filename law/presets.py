@@ -44,8 +44,8 @@ def _cifar_noisy(dataset: str) -> dict:
     """LAW paper, CIFAR with 40 % symmetric noise: 20k train / 5k val, 20 stages,
     lr 0.1 dropped /10 at stages 10, 13, 16, 8 workers."""
     return {
-        "SearchConfig": SearchConfig(episodes=200, workers=8, gpus_per_worker=0.5, seed_pool=8, eval_every=20,
-                                     eval_seeds=4),
+        "SearchConfig": SearchConfig(episodes=200, workers=8, fdu_every=8, gpus_per_worker=0.5, seed_pool=8,
+                                     eval_every=20, eval_seeds=4),
         "EnvConfig": EnvConfig(model="resnet18", num_stages=20, warmup_stages=2, epochs_per_stage=10.0,
                                lr_drop_stages=(10, 13, 16), keep_weights=True),
         "DataConfig": DataConfig(dataset=dataset, noise="symmetric", noise_rate=0.4,

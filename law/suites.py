@@ -184,7 +184,8 @@ def _noisy_cifar_paper(dataset: str) -> Profile:
         search_data=DataConfig(dataset=dataset, **NOISY, train_size=20000, val_size=5000),
         optim=OptimConfig(lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True),
         schedule=PAPER_CIFAR_SCHEDULE,
-        search=SearchConfig(episodes=200, workers=8, gpus_per_worker=0.5, seed_pool=8, eval_every=20, eval_seeds=4),
+        search=SearchConfig(episodes=200, workers=8, fdu_every=8, gpus_per_worker=0.5, seed_pool=8, eval_every=20,
+                            eval_seeds=4),
         method=MethodConfig(meta_size=1000, meta_batch_size=100),
     )
 
@@ -226,7 +227,8 @@ def _imbalanced_paper(dataset: str, profile: dict) -> Profile:
         data=DataConfig(dataset=dataset, **profile, val_size=5000),
         optim=OptimConfig(lr=0.1, momentum=0.9, weight_decay=2e-4),
         schedule=PAPER_LT_SCHEDULE,
-        search=SearchConfig(episodes=200, workers=8, gpus_per_worker=0.5, seed_pool=8, eval_every=20, eval_seeds=4),
+        search=SearchConfig(episodes=200, workers=8, fdu_every=8, gpus_per_worker=0.5, seed_pool=8, eval_every=20,
+                            eval_seeds=4),
         method=MethodConfig(meta_size=1000, meta_batch_size=100),
     )
 
@@ -269,7 +271,8 @@ def _imagenet_paper() -> Profile:
         search_data=replace(data, train_size=100000),
         optim=OptimConfig(lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True),
         schedule=StageSchedule(num_stages=20, warmup_stages=2, epochs_per_stage=5, lr_drop_stages=(6, 12, 18)),
-        search=SearchConfig(episodes=100, workers=8, gpus_per_worker=1.0, seed_pool=8, eval_every=20, eval_seeds=2),
+        search=SearchConfig(episodes=100, workers=8, fdu_every=8, gpus_per_worker=1.0, seed_pool=8, eval_every=20,
+                            eval_seeds=2),
         method=MethodConfig(meta_size=5000, meta_batch_size=64),
         distributed_workers=8,
     )

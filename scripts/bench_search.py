@@ -6,8 +6,9 @@ every process timing its phases (``law.timing``), and prints:
 * the breakdown of the N-worker search: SGD of the target, of the twin (when
   not cached) and of the warm-up, features and weights, validation and test
   evaluations, data loading, the workers' other work, Ray transfer and
-  scheduling, workers idle at the round barrier, the learner's FDU updates and
-  checkpoints; in total and per episode (training and greedy episodes);
+  scheduling, workers idle (no episode ready for them), the learner's FDU updates
+  and checkpoints (which run beside the workers); in total and per episode
+  (training and greedy episodes);
 * twin cache = episodes/hour when training episodes cycle through a pool of
   seeds divided by episodes/hour with a new seed (a new twin) every episode;
 * scaling = episodes/hour with N workers (1 CPU each) over 1 worker, and over
@@ -54,20 +55,23 @@ WORKER_PHASES = [  # (row, phase of law.timing); nested phases are subtracted be
 ]
 
 
-def run(workers: int, cpus_per_worker: float, episodes: int, out_dir: str, seed_pool: int) -> dict:
+def run(workers: int, cpus_per_worker: float, episodes: int, out_dir: str, seed_pool: int, in_flight: int = 0) -> dict:
     preset = search_preset("quick")
     search_cfg = dataclasses.replace(preset["SearchConfig"], workers=workers, cpus_per_worker=cpus_per_worker,
                                      episodes=episodes, output_dir=out_dir, progress=False,
                                      eval_every=min(episodes, preset["SearchConfig"].eval_every),
-                                     seed_pool=seed_pool, run_name=f"w{workers}_c{cpus_per_worker:g}_p{seed_pool}_e{episodes}")
+                                     seed_pool=seed_pool, in_flight=in_flight,
+                                     run_name=f"w{workers}_c{cpus_per_worker:g}_p{seed_pool}_e{episodes}")
     started = time.perf_counter()
     results = search(search_cfg, preset["EnvConfig"], preset["DataConfig"], preset["OptimConfig"],
                      preset["DDPGConfig"])
     seconds = time.perf_counter() - started
     greedy = len(results["evaluations"]) * len(results["evaluation_seeds"])
     return {"workers": workers, "cpus_per_worker": cpus_per_worker, "seed_pool": seed_pool,
-            "episodes": episodes, "greedy_episodes": greedy, "rounds": results["rounds"], "seconds": seconds,
-            "episodes_per_hour": episodes / seconds * 3600, "fdu_fraction": results["fdu_fraction_of_training"],
+            "episodes": episodes, "greedy_episodes": greedy, "calls": episodes + greedy + results["redone_episodes"],
+            "seconds": seconds, "search_seconds": results["search_seconds"],
+            "episodes_per_hour": episodes / seconds * 3600,
+            "fdu_fraction": results["fdu_seconds"] / results["search_seconds"],
             "phase_times": results["phase_times"]}
 
 
@@ -89,7 +93,11 @@ class _Probe:
 
 
 def breakdown(result: dict, ping: float) -> list[tuple[str, float]]:
-    """(row, seconds) of one search, from its processes' phase totals."""
+    """(row, seconds) of one search, from its processes' phase totals.
+
+    The workers' rows add up to workers x the search loop's wall time; the learner's
+    FDU updates and checkpoints run beside them (the workers do not wait for them).
+    """
     learner = result["phase_times"]["learner"]
     workers = result["phase_times"]["workers"]
     seconds = lambda phases, name: phases.get(name, {}).get("seconds", 0.0)
@@ -101,24 +109,25 @@ def breakdown(result: dict, ping: float) -> list[tuple[str, float]]:
     busy = total("worker call")
     rows.append(("workers' other work (networks set up, statistics, stage sync)",
                  busy - sum(total(name) for _, name in WORKER_PHASES if name != "features and weights")))
-    slot_seconds = result["workers"] * seconds(learner, "worker calls")
-    transfer = min(result["rounds"] * result["workers"] * ping, max(slot_seconds - busy, 0.0))
-    rows.append(("Ray transfer and scheduling (rounds x workers x a no-op call)", transfer))
-    rows.append(("workers idle at the round barrier", slot_seconds - busy - transfer))
-    rows.append(("learner: FDU updates", seconds(learner, "fdu")))
-    rows.append(("learner: checkpoints and policy files", seconds(learner, "checkpoint")))
-    accounted = seconds(learner, "worker calls") + seconds(learner, "fdu") + seconds(learner, "checkpoint")
-    rows.append(("learner: start-up, logging, final files (wall time not above)", result["seconds"] - accounted))
+    slot_seconds = result["workers"] * result["search_seconds"]
+    transfer = min(result["calls"] * ping, max(slot_seconds - busy, 0.0))
+    rows.append(("Ray transfer and scheduling (episodes x a no-op call)", transfer))
+    rows.append(("workers idle (no episode to run: the in-flight limit, the last ones)",
+                 slot_seconds - busy - transfer))
+    rows.append(("learner: FDU updates (beside the workers)", seconds(learner, "fdu")))
+    rows.append(("learner: checkpoints and policy files (beside the workers)", seconds(learner, "checkpoint")))
+    rows.append(("learner: start-up, logging, final files (wall time outside the loop)",
+                 result["seconds"] - result["search_seconds"]))
     return rows
 
 
 def print_breakdown(result: dict, ping: float) -> None:
     episodes = result["episodes"] + result["greedy_episodes"]
     rows = breakdown(result, ping)
-    slot_total = result["workers"] * result["seconds"]
-    print(f"\nwhere the time goes: {result['workers']} workers x {result['seconds']:.1f} s = {slot_total:.1f} "
-          f"worker-seconds; {result['episodes']} training + {result['greedy_episodes']} greedy episodes, "
-          f"{result['rounds']} rounds")
+    slot_total = result["workers"] * result["search_seconds"]
+    print(f"\nwhere the time goes: {result['workers']} workers x {result['search_seconds']:.1f} s of search "
+          f"loop = {slot_total:.1f} "
+          f"worker-seconds; {result['episodes']} training + {result['greedy_episodes']} greedy episodes")
     print(f"{'phase':<66} {'total s':>8} {'/episode':>9} {'share':>6}")
     for label, value in rows:
         share = value / slot_total if not label.startswith("learner") else value / result["seconds"]
@@ -147,6 +156,7 @@ def main() -> None:
     parser.add_argument("--cost-ratio", action="store_true",
                         help="only the N-worker search and the plain run it costs against")
     parser.add_argument("--episodes", type=int, default=0, help="--cost-ratio: episodes (0: the preset's)")
+    parser.add_argument("--in-flight", type=int, default=0, help="--cost-ratio: episodes in flight (0: workers + 1)")
     parser.add_argument("--output", default="", help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -160,7 +170,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         if args.cost_ratio:
             episodes = args.episodes or search_preset("quick")["SearchConfig"].episodes
-            parallel = run(n, 1.0, episodes, out, seed_pool=pool)
+            parallel = run(n, 1.0, episodes, out, seed_pool=pool, in_flight=args.in_flight)
             ray.shutdown()
             plain = plain_training_seconds()
             print_breakdown(parallel, ping)

@@ -299,8 +299,8 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict, pic
         per_search_val = [np.mean([e["val_gap"] for e in evaluations[f"{agent}__seed{s}"]]) for s in runs]
         per_search_test = [np.mean([e["test_gap"] for e in evaluations[f"{agent}__seed{s}"]]) for s in runs]
         selection = [runs[s]["best"]["val_gap"] for s in runs]
-        # The search's own rounds (training and FDU), summed over resumes; Ray start-up excluded.
-        minutes = [runs[s]["train_seconds"] * (1 + runs[s]["fdu_fraction_of_training"]) / 60 for s in runs]
+        # The search loop (episodes and FDU), summed over resumes; Ray start-up excluded.
+        minutes = [runs[s]["search_seconds"] / 60 for s in runs]
         total = [len(runs[s]["episodes"]) + sum(len(r["gaps"]) for r in runs[s]["evaluations"]) for s in runs]
         devices = sorted({runs[s].get("environment", {}).get("cuda") or "CPU" for s in runs})
         rows.append((f"search: {agent}", f"{len(runs)} searches", fmt(per_search_val), fmt(per_search_test),

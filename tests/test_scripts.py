@@ -265,12 +265,13 @@ def test_bench_search_accounts_for_every_worker_second(monkeypatch):
                                 for name, value in seconds.items()}
     worker = phases(worker_call=30.0, sgd_target=12.0, features_and_weights=2.0, sgd_twin=6.0, data=3.0,
                     val_evaluation=1.0)
-    result = {"workers": 2, "rounds": 10, "seconds": 50.0,
-              "phase_times": {"learner": phases(worker_calls=40.0, fdu=4.0, checkpoint=1.0),
+    result = {"workers": 2, "calls": 20, "seconds": 50.0, "search_seconds": 40.0,
+              "phase_times": {"learner": phases(waiting_for_workers=30.0, fdu=4.0, checkpoint=1.0),
                               "workers": [worker, phases(worker_call=20.0, sgd_target=15.0)]}}
     rows = dict(bench.breakdown(result, ping=0.01))
     workers_rows = [v for k, v in rows.items() if not k.startswith("learner")]
     assert sum(workers_rows) == pytest.approx(2 * 40.0)
     assert rows["SGD target, acting stages (features and weights excluded)"] == pytest.approx(25.0)
-    assert rows["workers idle at the round barrier"] == pytest.approx(80.0 - 50.0 - 0.2)
-    assert rows["learner: start-up, logging, final files (wall time not above)"] == pytest.approx(5.0)
+    assert rows["workers idle (no episode to run: the in-flight limit, the last ones)"] == \
+        pytest.approx(80.0 - 50.0 - 0.2)
+    assert rows["learner: start-up, logging, final files (wall time outside the loop)"] == pytest.approx(10.0)

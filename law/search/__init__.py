@@ -3,17 +3,20 @@
 Shape of a search (LAW's parallel 3SM search):
 
 * ``N`` env workers (Ray actors), each owning one environment: one pair of
-  target/reference networks. In every *round* each worker makes one call:
-  it starts an episode (fresh networks, unweighted warm-up) or trains the
-  next stage of its episode with the action the learner chose.
+  target/reference networks. A worker runs a whole episode per call (fresh
+  networks, unweighted warm-up, every acting stage) with the behaviour the
+  episode was given: the actor plus exploration noise (DDPG), uniform draws
+  (random search) or a frozen greedy policy (an evaluation).
 * One learner (this driver process) owning the agent (DDPG's shared
-  actor/critic, or random search) and the transition buffer. After each round
-  it adds the transitions that came back and runs one full-data update (FDU).
+  actor/critic, or random search) and the transition buffer. It learns from
+  finished episodes in episode order, one stage end at a time (add the
+  transition; a full-data update (FDU) every ``fdu_every``).
 
-Why actions travel instead of actor weights: the action of a stage is a pure
-function of the stage's observation and the actor *after* the last update, so
-computing it at the learner is exactly "workers get the new weights", without
-shipping weights or duplicating the exploration noise on every worker.
+No barrier, and still one answer: training episode ``n`` is made, its behaviour
+fixed, once the learner has learned from episodes ``0..n-in_flight``. A worker
+that finishes takes the next episode before the learner digests its result, so
+no worker waits for another or for the FDU; and what a search computes depends
+on its settings alone, not on the number of workers or who finishes first.
 
 Common random numbers: training episodes cycle through ``seed_pool`` episode
 seeds. The unweighted twin of an episode depends only on its seed, so each
@@ -26,11 +29,11 @@ policy (no exploration) is run on ``eval_seeds`` seeds of its own, and its
 mean final gap over its twin on the clean validation split is its score.
 ``policy.pt`` is the best-scoring policy, ``policy_last.pt`` the last one.
 
-Exact replay: each slot remembers the actions its episode took. A worker
-whose process died is restarted by Ray and replays those actions before
-redoing its call, within the same round; ``--resume`` after the driver died
-does the same for every episode in flight. Training is deterministic on CPU,
-so an interrupted search ends bit for bit where an uninterrupted one does.
+Exact replay: episodes are deterministic on CPU (the exploration of a stage
+derives from the search seed, the episode and the stage). A worker whose
+process died is restarted by Ray and its episode runs again from the start;
+``--resume`` after the driver died reruns the episodes that were in flight.
+Either way the search ends bit for bit where an uninterrupted one does.
 """
 from law.search.config import (AGENTS, CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, SearchConfig,
                                evaluation_seeds, noise_rng, training_seed)

@@ -33,6 +33,10 @@ class SearchConfig:
     """Episode seeds of a greedy evaluation, disjoint from the training seeds (clean validation split)."""
     workers: int = 2
     """Env workers (Ray actors) training episodes at the same time (paper: 8)."""
+    in_flight: int = 0
+    """Training episodes that may run at once: episode n acts with the agent as it was after learning from
+    episodes 0..n-in_flight (1: from every earlier one). It, not the workers, fixes what a search computes;
+    0 = workers + 1 (kept in the run's config), so the learner's updates never hold a worker up."""
     cpus_per_worker: float = 1.0
     """CPUs reserved per worker; also its torch thread count."""
     gpus_per_worker: float = 0.0
@@ -51,6 +55,9 @@ class SearchConfig:
     """How many times a worker may die (Ray restarts it and it replays its episode) before the search stops."""
     min_buffer: int = 4
     """Transitions collected before the first FDU update."""
+    fdu_every: int = 2
+    """Stage ends learned from between two full-data updates. The paper's synchronous workers update once
+    per round of all of them (8); the CPU profiles' 2 workers did so every 2."""
     progress: bool = True
     """Show a progress line."""
 
@@ -67,6 +74,8 @@ class SearchConfig:
             raise ConfigError("eval_seeds", f"must be >= 1, got {self.eval_seeds}")
         if self.workers < 1:
             raise ConfigError("workers", f"must be >= 1, got {self.workers}")
+        if self.in_flight < 0:
+            raise ConfigError("in_flight", f"must be >= 0 (0 = workers + 1), got {self.in_flight}")
         if self.cpus_per_worker <= 0:
             raise ConfigError("cpus_per_worker", "must be > 0")
         if self.gpus_per_worker < 0:
@@ -75,6 +84,8 @@ class SearchConfig:
                 and not torch.cuda.is_available():
             raise ConfigError("gpus_per_worker", "no GPU on this machine; use --gpus-per-worker 0 "
                                                  "or --address to join a cluster with GPUs")
+        if self.fdu_every < 1:
+            raise ConfigError("fdu_every", f"must be >= 1, got {self.fdu_every}")
         if self.max_worker_restarts < 0:
             raise ConfigError("max_worker_restarts", "must be >= 0")
         if self.resume and not (Path(self.resume) / CHECKPOINT).is_file():

@@ -30,12 +30,11 @@ class SearchLogger:
         if info.get("weights"):
             w.add_histogram(f"weights/histogram_w{worker}", np.asarray(info["weights"]), step)
 
-    def round(self, rounds: int, last: dict, noise: float) -> None:
-        for name, value in last["agent"].items():
-            self.writer.add_scalar(f"agent/{name}", value, rounds)
-        self.writer.add_scalar("agent/noise_scale", noise, rounds)
-        self.writer.add_scalar("perf/round_seconds", last["round_seconds"], rounds)
-        self.writer.add_scalar("perf/fdu_seconds", last["fdu_seconds"], rounds)
+    def update(self, number: int, stats: dict, noise: float) -> None:
+        """The learner's FDU update ``number`` (one per stage end learned from)."""
+        for name, value in stats.items():
+            self.writer.add_scalar(f"agent/{name}", value, number)
+        self.writer.add_scalar("agent/noise_scale", noise, number)
 
     def episode(self, summary: dict) -> None:
         self.writer.add_scalar("reward/episode_return", summary["return"], summary["episode"])

@@ -14,7 +14,6 @@ import ray
 import torch
 
 from agents import DDPG, DDPGConfig, RandomSearch, TransitionBuffer
-from agents.policies import policy_from_state
 from envs import EnvConfig, require_validation
 from law.config import to_dict, validate_all
 from law.data import DataConfig, load_data
@@ -27,31 +26,30 @@ from law.progress import ProgressLine
 from law.search.config import (CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, SearchConfig,
                                evaluation_seeds, noise_rng, training_seed)
 from law.search.report import SearchLogger, summary_markdown
-from law.search.workers import EnvWorker, WorkerFailed, WorkerRestarting, _gather, check_ray_address, init_ray
+from law.search.workers import (EnvWorker, WorkerFailed, WorkerRestarting, check_ray_address, init_ray,
+                                result_of)
 from law import timing
 from law.timing import phase, take_phases
 from law.trainer import OptimConfig
 
-@dataclass
-class Episode:
-    """What one worker is doing: which episode, the actions it took, where it stands."""
+@dataclass(eq=False)  # a job is itself: its behaviour holds tensors
+class Job:
+    """One episode to run: a training episode (its behaviour explores) or one of a greedy evaluation's."""
 
     key: str
     """'train/<n>' or 'eval/<round>/<j>'."""
     seed: int
     kind: str
-    """train: the agent explores and learns from it; eval: a frozen greedy policy is judged."""
+    """train: the agent learns from it; eval: a frozen greedy policy is judged."""
     index: int
     """Training episode number, or evaluation round."""
-    policy: Optional[dict] = None
-    """eval: the policy state being judged."""
-    obs: Optional[list] = None
-    """Observation of the next stage (None until started)."""
-    actions: list = field(default_factory=list)
-    rewards: list = field(default_factory=list)
+    behaviour: dict
+    """What it acts with (``agents.Behaviour``), fixed when the job is made."""
+    search_seed: int
+    """With the episode and stage, seeds each stage's exploration."""
 
     @classmethod
-    def from_dict(cls, state: dict) -> "Episode":
+    def from_dict(cls, state: dict) -> "Job":
         return cls(**state)
 
 
@@ -60,7 +58,14 @@ RESTART_TIMEOUT = 300.0
 
 
 class Search:
-    """One search: configs, the agent, the buffer, the episode bookkeeping, the workers."""
+    """One search: configs, the agent, the buffer, the jobs and what came back, the workers.
+
+    Training episode n is made (its behaviour fixed) once the learner has learned from
+    episodes 0..n-in_flight, and the learner learns from finished episodes in episode
+    order, one stage end at a time (add the transition; the FDU every ``fdu_every``). So what a search
+    computes depends on its settings alone, never on how many workers run it or which
+    one finishes first, and no worker waits for another, nor for the learner.
+    """
 
     def __init__(self, search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
                  optim_cfg: OptimConfig, agent_cfg: DDPGConfig, run_dir: Path):
@@ -71,144 +76,89 @@ class Search:
         self.agent = make_agent(search_cfg.agent, env_cfg, agent_cfg)
         self.buffer = TransitionBuffer(env_cfg.action_dim)
         self.eval_seeds = evaluation_seeds(search_cfg)
-        self.next_episode = 0
-        self.queue: list[Episode] = []  # evaluation episodes waiting for a worker
-        self.slots: list[Optional[Episode]] = [None] * search_cfg.workers
-        self.finished: list[dict] = []  # one summary per finished training episode
+        self.learned = 0  # training episodes the agent has learned from (0..learned-1)
+        self.jobs: list[Job] = []  # made and not finished, in the order they were made
+        self.waiting: dict[int, dict] = {}  # finished training episodes whose predecessors are not
+        self.finished: list[dict] = []  # one summary per training episode learned from
         self.evaluations: list[dict] = []  # one record per greedy evaluation
         self.twins: dict[int, dict] = {}  # episode seed -> the twin's record
-        self.rounds = 0
+        self.updates = 0
         self.worker_failures = 0
-        self.replayed_stages = 0
-        self.train_seconds = self.fdu_seconds = 0.0
+        self.redone_episodes = 0
+        self.search_seconds = self.fdu_seconds = 0.0
+        self.logger: Optional[SearchLogger] = None
 
-    # ------------------------------------------------------------------ bookkeeping
+    # ------------------------------------------------------------------ jobs
+
+    def start(self) -> None:
+        """Make the first training episodes: they act with the agent as initialised."""
+        self.jobs = [self._training_job(n) for n in range(min(self.cfg.in_flight, self.cfg.episodes))]
 
     @property
     def done(self) -> bool:
-        return (len(self.finished) == self.cfg.episodes and not self.queue
-                and all(slot is None for slot in self.slots)
-                and bool(self.evaluations) and self.evaluations[-1]["after_episodes"] == self.cfg.episodes)
+        return self.learned == self.cfg.episodes and not self.jobs
 
-    def next_for_worker(self) -> Optional[Episode]:
-        if self.queue:
-            return self.queue.pop(0)
-        if self.next_episode < self.cfg.episodes:
-            n = self.next_episode
-            self.next_episode += 1
-            return Episode(f"train/{n}", training_seed(self.cfg, n), "train", n)
-        return None
+    def _training_job(self, n: int) -> Job:
+        return Job(f"train/{n}", training_seed(self.cfg, n), "train", n, self.agent.behaviour_state(),
+                   self.cfg.seed)
 
     def queue_evaluation(self) -> None:
         """Judge the agent's current greedy policy on the evaluation seeds."""
         number = len(self.evaluations)
         policy = self.agent.greedy_state()
-        self.evaluations.append({"round": number, "after_episodes": len(self.finished), "policy": policy,
+        self.evaluations.append({"round": number, "after_episodes": self.learned, "policy": policy,
                                  "gaps": [None] * len(self.eval_seeds), "score": None})
-        self.queue.extend(Episode(f"eval/{number}/{j}", seed, "eval", number, policy=policy)
-                          for j, seed in enumerate(self.eval_seeds))
+        self.jobs.extend(Job(f"eval/{number}/{j}", seed, "eval", number, {"kind": "greedy", "policy": policy},
+                             self.cfg.seed) for j, seed in enumerate(self.eval_seeds))
 
-    def action(self, episode: Episode) -> np.ndarray:
-        obs = np.asarray(episode.obs, np.float32)
-        if episode.kind == "eval":
-            return policy_from_state(episode.policy)(obs)
-        stage = int(obs[0])
-        return self.agent.explore(obs, noise_rng(self.cfg.seed, episode.index, stage))
+    # ------------------------------------------------------------------ what comes back
 
-    # ------------------------------------------------------------------ one round
-
-    def round(self, workers: list) -> None:
-        """Every worker makes one call (start or step); then the learner updates once."""
-        started = time.perf_counter()
-        calls, actions = {}, {}
-        for i, slot in enumerate(self.slots):
-            if slot is None and (episode := self.next_for_worker()) is not None:
-                self.slots[i] = slot = episode
-            if slot is None:
-                continue
-            twin = self.twins.get(slot.seed)
-            if slot.obs is None:
-                calls[i] = lambda w, s=slot, t=twin: w.start.remote(s.key, s.seed, t)
-            else:
-                actions[i] = self.action(slot)
-                calls[i] = lambda w, s=slot, t=twin, a=actions[i]: w.step.remote(s.key, s.seed, t, s.actions, a)
-        with phase("worker calls"):
-            results = self._call_all(workers, calls)
-        for i in sorted(results):
-            slot = self.slots[i]
-            if i not in actions:
-                slot.obs = np.asarray(results[i]).tolist()
-                continue
-            transition, info, replayed = results[i]
-            self.replayed_stages += replayed
-            self._record_stage(i, slot, transition, info)
-        self.train_seconds += time.perf_counter() - started
-
-        fdu_started = time.perf_counter()
-        with phase("fdu"):
-            stats = self.agent.update(self.buffer) if len(self.buffer) >= self.cfg.min_buffer else {}
-        self.fdu_seconds += time.perf_counter() - fdu_started
-        self.rounds += 1
-        self.last_round = {"agent": stats, "round_seconds": time.perf_counter() - started,
-                           "fdu_seconds": time.perf_counter() - fdu_started}
-        finished = len(self.finished)
-        evaluated = self.evaluations[-1]["after_episodes"] if self.evaluations else 0
-        if finished // self.cfg.eval_every > evaluated // self.cfg.eval_every or \
-                (finished == self.cfg.episodes and evaluated < finished):
-            self.queue_evaluation()
-
-    def _call_all(self, workers: list, calls: dict) -> dict:
-        """Issue the round's calls; a worker that died is waited for and called again (it replays
-        its episode), so the round ends exactly as it would have without the fault."""
-        results = _gather({i: call(workers[i]) for i, call in calls.items()})
-        for i in sorted(results):
-            failures, waited = 0, 0.0
-            while isinstance(results[i], WorkerFailed):
-                if failures and isinstance(results[i], WorkerRestarting):  # the same death, still restarting
-                    if waited > RESTART_TIMEOUT:
-                        raise LawError(f"worker {i} did not come back within {RESTART_TIMEOUT:.0f} s of its "
-                                       f"restart; the search is checkpointed: --resume {self.run_dir}")
-                    pause = 1.0
-                    waited += pause
-                else:
-                    failures += 1
-                    self.worker_failures += 1
-                    if failures > self.cfg.max_worker_restarts:
-                        raise LawError(f"worker {i} failed {failures} times in a row (last: {results[i]}); the "
-                                       f"search is checkpointed: fix the cause, then --resume {self.run_dir}")
-                    pause = min(0.5 * failures, 5.0)  # give Ray time to bring the actor back
-                time.sleep(pause)
-                results[i] = _gather({i: calls[i](workers[i])})[i]
-        return results
-
-    def _record_stage(self, worker: int, slot: Episode, transition: tuple, info: dict) -> None:
-        obs, action, reward, next_obs, done = transition
-        slot.actions.append(np.asarray(action).tolist())
-        slot.rewards.append(reward)
-        slot.obs = np.asarray(next_obs).tolist()
-        if slot.kind == "train":
-            self.buffer.add(obs, action, reward, next_obs, done)
-            self.logger.stage(worker, len(self.buffer), reward, info)
-        if not done:
+    def record(self, job: Job, stages: list[dict], worker: int) -> None:
+        """A finished episode: a greedy evaluation's gap, or a training episode to learn from
+        (now, or once the episodes before it have finished). ``job`` has left ``jobs``."""
+        last = stages[-1]["info"]
+        if "twin" in last:
+            self.twins[job.seed] = last["twin"]
+        if job.kind == "eval":
+            self._record_evaluation(job, last["acc_target"] - last["acc_reference"])
             return
-        if "twin" in info:
-            self.twins[slot.seed] = info["twin"]
-        gap = info["acc_target"] - info["acc_reference"]
-        if slot.kind == "train":
-            stages = np.arange(self.env_cfg.warmup_stages, self.env_cfg.num_stages)
-            self.agent.end_episode(stages, np.asarray(slot.actions, np.float32), gap)
-            summary = {"episode": slot.index, "seed": slot.seed, "worker": worker,
-                       "return": float(sum(slot.rewards)), "rewards": slot.rewards,
-                       "acc_target": info["acc_target"], "acc_reference": info["acc_reference"], "gap": gap}
-            self.finished.append(summary)
-            self.logger.episode(summary)
-        else:
-            self._record_evaluation(slot, gap)
-        self.slots[worker] = None
+        self.waiting[job.index] = {"stages": stages, "worker": worker}
+        while self.learned in self.waiting:
+            self._learn_from(self.learned, **self.waiting.pop(self.learned))
+            self.learned += 1
+            if self.learned % self.cfg.eval_every == 0 or self.learned == self.cfg.episodes:
+                self.queue_evaluation()
+            if (n := self.learned + self.cfg.in_flight - 1) < self.cfg.episodes:
+                self.jobs.append(self._training_job(n))
 
-    def _record_evaluation(self, slot: Episode, gap: float) -> None:
-        record = self.evaluations[slot.index]
-        record["gaps"][int(slot.key.rsplit("/", 1)[1])] = gap
+    def _learn_from(self, episode: int, stages: list[dict], worker: int) -> None:
+        """The stage ends of one training episode, in order: each adds its transition, and every
+        ``fdu_every``-th runs the full-data update."""
+        for stage in stages:
+            self.buffer.add(stage["obs"], stage["action"], stage["reward"], stage["next_obs"], stage["done"])
+            self.logger.stage(worker, len(self.buffer), stage["reward"], stage["info"])
+            if len(self.buffer) < self.cfg.min_buffer or len(self.buffer) % self.cfg.fdu_every:
+                continue
+            started = time.perf_counter()
+            with phase("fdu"):
+                stats = self.agent.update(self.buffer)
+            self.fdu_seconds += time.perf_counter() - started
+            self.updates += 1
+            self.logger.update(self.updates, stats, self.agent.noise_scale)
+        last = stages[-1]["info"]
+        gap = last["acc_target"] - last["acc_reference"]
+        acting = np.arange(self.env_cfg.warmup_stages, self.env_cfg.num_stages)
+        self.agent.end_episode(acting, np.asarray([s["action"] for s in stages], np.float32), gap)
+        rewards = [s["reward"] for s in stages]
+        summary = {"episode": episode, "seed": training_seed(self.cfg, episode), "worker": worker,
+                   "return": float(sum(rewards)), "rewards": rewards, "acc_target": last["acc_target"],
+                   "acc_reference": last["acc_reference"], "gap": gap}
+        self.finished.append(summary)
+        self.logger.episode(summary)
+
+    def _record_evaluation(self, job: Job, gap: float) -> None:
+        record = self.evaluations[job.index]
+        record["gaps"][int(job.key.rsplit("/", 1)[1])] = gap
         if any(g is None for g in record["gaps"]):
             return
         record["score"] = float(np.mean(record["gaps"]))
@@ -226,30 +176,27 @@ class Search:
 
     def state_dict(self) -> dict:
         return {"agent": self.agent.state_dict(), "buffer": self.buffer.state_dict(), "config": self.config,
-                "search": {"next_episode": self.next_episode, "rounds": self.rounds,
-                           "queue": [dataclasses.asdict(e) for e in self.queue],
-                           "slots": [dataclasses.asdict(e) if e else None for e in self.slots],
+                "search": {"learned": self.learned, "jobs": [dataclasses.asdict(j) for j in self.jobs],
+                           "waiting": {str(n): done for n, done in self.waiting.items()},
                            "finished": self.finished, "evaluations": self.evaluations,
                            "twins": {str(seed): twin for seed, twin in self.twins.items()},
-                           "worker_failures": self.worker_failures, "replayed_stages": self.replayed_stages,
-                           "train_seconds": self.train_seconds, "fdu_seconds": self.fdu_seconds}}
+                           "updates": self.updates, "worker_failures": self.worker_failures,
+                           "redone_episodes": self.redone_episodes, "search_seconds": self.search_seconds,
+                           "fdu_seconds": self.fdu_seconds}}
 
     def load_state_dict(self, saved: dict) -> None:
+        """Where the checkpoint left the search: episodes that were running are run again
+        from their start (deterministic, so they return what they would have)."""
         self.agent.load_state_dict(saved["agent"])
         self.buffer.load_state_dict(saved["buffer"])
         state = saved["search"]
-        self.next_episode, self.rounds = state["next_episode"], state["rounds"]
-        self.queue = [Episode.from_dict(e) for e in state["queue"]]
-        # In-flight episodes resume where they were: their workers replay the recorded actions.
-        in_flight = [Episode.from_dict(e) for e in state["slots"] if e]
-        if len(state["slots"]) == len(self.slots):
-            self.slots = [Episode.from_dict(e) if e else None for e in state["slots"]]
-        else:  # another number of workers: in-flight episodes go first, to whichever worker is free
-            self.queue = in_flight + self.queue
+        self.learned, self.updates = state["learned"], state["updates"]
+        self.jobs = [Job.from_dict(j) for j in state["jobs"]]
+        self.waiting = {int(n): done for n, done in state["waiting"].items()}
         self.finished, self.evaluations = state["finished"], state["evaluations"]
         self.twins = {int(seed): twin for seed, twin in state["twins"].items()}
-        self.worker_failures, self.replayed_stages = state["worker_failures"], state["replayed_stages"]
-        self.train_seconds, self.fdu_seconds = state["train_seconds"], state["fdu_seconds"]
+        self.worker_failures, self.redone_episodes = state["worker_failures"], state["redone_episodes"]
+        self.search_seconds, self.fdu_seconds = state["search_seconds"], state["fdu_seconds"]
 
     def checkpoint(self) -> None:
         with phase("checkpoint"):
@@ -258,14 +205,62 @@ class Search:
     # ------------------------------------------------------------------ the whole search
 
     def run(self, workers: list, logger: "SearchLogger", bar: ProgressLine) -> None:
+        """Keep every worker busy with the next job; learn from what comes back as it comes."""
         self.logger = logger
+        idle = list(range(len(workers)))
+        running: dict[Any, tuple[int, Job]] = {}  # future -> (worker, job)
+        failures: dict[str, list] = {}  # job key -> [faults in a row, seconds waited for a restart]
+        clock = time.perf_counter()
+        self.checkpoint()  # from here on an interrupted search can be resumed
         while not self.done:
-            self.round(workers)
+            self._dispatch(workers, idle, running)
+            with phase("waiting for workers"):
+                (future,), _ = ray.wait(list(running), num_returns=1)
+            worker, job = running.pop(future)
+            stages = result_of(future, worker)
+            if isinstance(stages, WorkerFailed):
+                self._after_fault(job, stages, failures.setdefault(job.key, [0, 0.0]), worker)
+                running[self._submit(workers[worker], job)] = (worker, job)
+                continue
+            failures.pop(job.key, None)
+            self.jobs.remove(job)
+            idle.append(worker)
+            self._dispatch(workers, idle, running)  # first: the worker does not wait for the learner
+            self.record(job, stages, worker)
+            now = time.perf_counter()
+            self.search_seconds, clock = self.search_seconds + now - clock, now
             self.checkpoint()
-            logger.round(self.rounds, self.last_round, self.agent.noise_scale)
             best = self.best_evaluation()
-            bar.update(len(self.finished), f"round {self.rounds}" + (
+            bar.update(self.learned, f"{len(running)} running" + (
                 f"  best greedy val gap {100 * best['score']:+.1f}" if best else ""))
+
+    def _dispatch(self, workers: list, idle: list, running: dict) -> None:
+        started = {job.key for _, job in running.values()}
+        for job in [j for j in self.jobs if j.key not in started][:len(idle)]:
+            worker = idle.pop(0)
+            running[self._submit(workers[worker], job)] = (worker, job)
+
+    def _submit(self, worker, job: Job):
+        return worker.run_episode.remote(dataclasses.asdict(job), self.twins.get(job.seed))
+
+    def _after_fault(self, job: Job, fault: WorkerFailed, streak: list, worker: int) -> None:
+        """A worker died running ``job``: wait for Ray to restart it, then the job runs again
+        from its start, and the search goes on exactly as it would have without the fault."""
+        if streak[0] and isinstance(fault, WorkerRestarting):  # the same death, still restarting
+            if streak[1] > RESTART_TIMEOUT:
+                raise LawError(f"worker {worker} did not come back within {RESTART_TIMEOUT:.0f} s of its "
+                               f"restart; the search is checkpointed: --resume {self.run_dir}")
+            pause = 1.0
+            streak[1] += pause
+        else:
+            streak[0] += 1
+            self.worker_failures += 1
+            self.redone_episodes += 1
+            if streak[0] > self.cfg.max_worker_restarts:
+                raise LawError(f"worker {worker} failed {streak[0]} times in a row (last: {fault}); the "
+                               f"search is checkpointed: fix the cause, then --resume {self.run_dir}")
+            pause = min(0.5 * streak[0], 5.0)  # give Ray time to bring the actor back
+        time.sleep(pause)
 
     def results(self) -> dict:
         best, last = self.best_evaluation(), self.evaluations[-1]
@@ -275,11 +270,10 @@ class Search:
                 "evaluations": [{k: v for k, v in r.items() if k != "policy"} for r in self.evaluations],
                 "best": {"after_episodes": best["after_episodes"], "val_gap": best["score"]},
                 "last": {"after_episodes": last["after_episodes"], "val_gap": last["score"]},
-                "evaluation_seeds": self.eval_seeds, "rounds": self.rounds,
-                "worker_failures": self.worker_failures, "replayed_stages": self.replayed_stages,
+                "evaluation_seeds": self.eval_seeds, "updates": self.updates,
+                "worker_failures": self.worker_failures, "redone_episodes": self.redone_episodes,
                 "transitions": len(self.buffer), "cached_twins": len(self.twins),
-                "train_seconds": self.train_seconds,
-                "fdu_fraction_of_training": self.fdu_seconds / max(self.train_seconds, 1e-9),
+                "search_seconds": self.search_seconds, "fdu_seconds": self.fdu_seconds,
                 "policy": str(self.run_dir / POLICY), "last_policy": str(self.run_dir / LAST_POLICY)}
 
 
@@ -314,6 +308,8 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
     if search_cfg.resume:
         raise ConfigError("resume", "search() starts new searches; continue one with resume_search(run_dir)")
     agent_cfg = dataclasses.replace(agent_cfg, seed=search_cfg.seed)  # one --seed seeds everything
+    if not search_cfg.in_flight:
+        search_cfg = dataclasses.replace(search_cfg, in_flight=search_cfg.workers + 1)
     validate_all(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
     require_validation(data_cfg)
     if search_cfg.address or os.environ.get("RAY_ADDRESS"):
@@ -323,6 +319,7 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
     preflight(env_cfg, data_cfg)
     with run_folder(run_dir, keep=(CHECKPOINT,)):
         run = Search(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg, run_dir)
+        run.start()
         return _run(run)
 
 
@@ -342,6 +339,9 @@ def resume_search(run_dir: str | Path, **operational: Any) -> dict:
     if (run_dir / "results.json").is_file():
         raise SearchFinished(run_dir)
     saved = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    if "learned" not in saved["search"]:
+        raise ConfigError("resume", f"{run_dir / CHECKPOINT} was written by an older LAW, whose search "
+                                    "worked in rounds; finish it with that version, or start a new search")
     search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg = _configs_from_saved(saved["config"])
     search_cfg = dataclasses.replace(search_cfg, **operational)
     validate_all(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)

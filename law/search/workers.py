@@ -11,53 +11,43 @@ import numpy as np
 import ray
 import torch
 
+from agents import Behaviour
 from envs import EnvConfig, StageWeightingEnv, plain_info
 from law.data import DataConfig
 from law.errors import ConfigError, LawError
+from law.search.config import noise_rng
 from law.timing import phase, take_phases
 from law.trainer import OptimConfig
 
 class EnvWorker:
-    """Owns one environment; one call per round. Wrapped with ``ray.remote`` at launch,
-    so it also runs in-process for debugging and tests."""
+    """Owns one environment and runs whole episodes on it. Wrapped with ``ray.remote`` at
+    launch, so it also runs in-process for debugging and tests."""
 
     def __init__(self, env_cfg: EnvConfig, data_cfg: DataConfig, optim_cfg: OptimConfig,
                  threads: int, use_gpu: bool, recurring_seeds: int = 0):
         torch.set_num_threads(max(1, threads))
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
         self.env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, warm_up_cache=recurring_seeds)
-        self.key: Optional[str] = None
-        self.stages_done = 0
-        self.obs: Optional[np.ndarray] = None
 
-    def start(self, key: str, seed: int, twin: Optional[dict]) -> np.ndarray:
-        """Start episode ``key``: fresh identical networks, warm-up trained; returns the observation."""
+    def run_episode(self, job: dict, twin: Optional[dict]) -> list[dict]:
+        """One episode of ``job`` (a search's Job as a dict): fresh identical networks, the
+        warm-up, then every acting stage with the job's behaviour. ``twin`` is the cached
+        record of the seed's unweighted twin, if the search has one. Returns one record per
+        acting stage: the transition and the env's info. Deterministic, so a redone episode
+        returns the very same records."""
         with phase("worker call"):
-            self.obs, _ = self.env.reset(seed=seed, options={"twin": twin})
-        self.key, self.stages_done = key, 0
-        return self.obs
-
-    def step(self, key: str, seed: int, twin: Optional[dict], done_actions: list,
-             action: np.ndarray) -> tuple:
-        """Train the next stage of ``key`` with ``action``.
-
-        A worker that is not where the episode is (restarted by Ray, or a resumed
-        search) first replays ``done_actions``: deterministic, so it ends in the
-        very state it lost. Returns the transition, the info and how many stages
-        were replayed.
-        """
-        replayed = 0
-        if self.key != key or self.stages_done != len(done_actions):
-            self.start(key, seed, twin)
-            for past in done_actions:
-                self.obs, *_ = self.env.step(past)
-            self.stages_done = replayed = len(done_actions)
-        obs = self.obs
-        with phase("worker call"):
-            self.obs, reward, terminated, truncated, info = self.env.step(action)
-        self.stages_done += 1
-        transition = (obs, np.asarray(action, np.float32), float(reward), self.obs, bool(terminated or truncated))
-        return transition, plain_info(info), replayed
+            behaviour = Behaviour(job["behaviour"])
+            obs, _ = self.env.reset(seed=job["seed"], options={"twin": twin})
+            stages, done = [], False
+            while not done:
+                action = behaviour(obs, noise_rng(job["search_seed"], job["index"], int(obs[0])))
+                next_obs, reward, terminated, truncated, info = self.env.step(action)
+                done = bool(terminated or truncated)
+                stages.append({"obs": obs.tolist(), "action": np.asarray(action, np.float32).tolist(),
+                               "reward": float(reward), "next_obs": next_obs.tolist(), "done": done,
+                               "info": plain_info(info)})
+                obs = next_obs
+            return stages
 
     def phase_times(self) -> dict:
         """This worker's phase totals since the last call (``law.timing``; empty unless enabled)."""
@@ -72,25 +62,22 @@ class WorkerRestarting(WorkerFailed):
     """The worker's actor is still being restarted by Ray: the same fault, not a new one."""
 
 
-def _gather(futures: dict[int, Any]) -> dict[int, Any]:
-    """Results of every worker's call; a dead worker's result is a WorkerFailed.
+def result_of(future: Any, worker: int) -> Any:
+    """The result of a worker's call; a dead worker's result is a WorkerFailed.
 
     An exception raised *by the environment* is not a fault to retry (it would
     raise again): it stops the search with the environment's own message.
     """
-    results = {}
-    for index, future in futures.items():
-        try:
-            results[index] = ray.get(future)
-        except ray.exceptions.ActorUnavailableError as error:
-            results[index] = WorkerRestarting(str(error).splitlines()[0])
-        except ray.exceptions.RayActorError as error:
-            results[index] = WorkerFailed(str(error).splitlines()[0])
-        except ray.exceptions.RayTaskError as error:
-            cause = error.cause if isinstance(error.cause, Exception) else error
-            message = str(cause) if isinstance(cause, LawError) else f"{type(cause).__name__}: {cause}"
-            raise LawError(f"worker {index}: {message}") from None
-    return results
+    try:
+        return ray.get(future)
+    except ray.exceptions.ActorUnavailableError as error:
+        return WorkerRestarting(str(error).splitlines()[0])
+    except ray.exceptions.RayActorError as error:
+        return WorkerFailed(str(error).splitlines()[0])
+    except ray.exceptions.RayTaskError as error:
+        cause = error.cause if isinstance(error.cause, Exception) else error
+        message = str(cause) if isinstance(cause, LawError) else f"{type(cause).__name__}: {cause}"
+        raise LawError(f"worker {worker}: {message}") from None
 
 
 def init_ray(address: str, num_cpus: Optional[float] = None) -> None:
