@@ -55,7 +55,7 @@ class DDPGConfig:
     noise_min: float = 0.05
     """Floor of the decayed exploration std (same units as noise_std), so late episodes still explore."""
     fdu_epochs: int = 4
-    """Full-data update: passes over the whole shuffled buffer at every stage end."""
+    """Full-data update: passes over the whole shuffled buffer at every update (every fdu_every stage ends)."""
     fdu_batch_size: int = 64
     """Minibatch size within a full-data update pass (the last minibatch of a pass may be smaller)."""
     grad_clip: float = 10.0
