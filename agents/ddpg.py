@@ -31,6 +31,11 @@ from .buffer import PathLike, TransitionBuffer, Transitions
 from .networks import Actor, Bound, Critic, Device, as_bounds, polyak_update
 from .policies import gaussian_exploration
 
+BC_LIMIT = 0.95
+"""Largest |action| (in [-1, 1] units) the actor is fitted to when it starts from a prior."""
+BC_STEPS, BC_LR = 500, 1e-3
+"""Full-batch Adam steps and rate of that fit (a table of at most a few hundred rows)."""
+
 
 @dataclass
 class DDPGConfig:
@@ -73,7 +78,8 @@ class DDPGConfig:
     target_noise_clip: float = 0.5
     """Clip of the target smoothing noise, as a fraction of the half-range (TD3: 0.5)."""
     action_penalty: float = 0.0
-    """Pull of the actor towards the box centre: loss = -Q/mean|Q| + c*mean(a^2) in [-1, 1] units; 0 is plain DDPG."""
+    """Pull of the actor towards its anchor: loss = -Q/mean|Q| + c*mean((a - anchor)^2) in [-1, 1] units; the
+    anchor is the box centre, or the prior a search started from (start_from); 0 is plain DDPG."""
     seed: int = 0
     """Seed of network initialisation, FDU shuffling and target smoothing noise."""
 
@@ -177,6 +183,8 @@ class DDPG:
         self._half_range = (self.action_high - self.action_low) / 2
         self._low = torch.from_numpy(self.action_low).to(self.device)
         self._high = torch.from_numpy(self.action_high).to(self.device)
+        # Per stage, in [-1, 1] units: where the action penalty pulls (the box centre until start_from).
+        self.anchor = torch.zeros(self.num_stages, self.action_dim, device=self.device)
 
     def _make(self, cls):
         return cls(
@@ -317,10 +325,37 @@ class DDPG:
             # corners of the box and a saturated tanh actor never comes back. The box
             # centre is the known-safe action (LAW: all weights 1), so the actor leaves
             # it only where Q says so; Q is scale-normalised (as TD3+BC) so c is unitless.
-            unit = self.actor.box.to_unit(action)
-            loss = -q.mean() / q.abs().mean().detach().clamp_min(1e-6) + self.cfg.action_penalty * unit.pow(2).mean()
+            offset = self.actor.box.to_unit(action) - self.anchor[self._stages(batch.obs)]
+            loss = -q.mean() / q.abs().mean().detach().clamp_min(1e-6) + self.cfg.action_penalty * offset.pow(2).mean()
         self._step(self.actor_optimizer, loss, self._actor_params)
         return loss.detach()
+
+    def _stages(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs[:, 0].round().long().clamp(0, self.num_stages - 1)
+
+    # ------------------------------------------------------------ a prior to start from
+
+    def start_from(self, observations: np.ndarray, actions: np.ndarray) -> float:
+        """Start the search from a prior: fit the actor to its ``actions`` at the ``observations``
+        it met (behaviour cloning, mean squared error in [-1, 1] units, full batch), copy the
+        actor into its target, and anchor the action penalty at the prior's mean action per
+        stage. Targets are clipped to +-BC_LIMIT so the tanh does not start saturated, where
+        DDPG's gradients could no longer move it. Returns the fit's final error."""
+        obs = torch.as_tensor(np.asarray(observations, np.float32), device=self.device)
+        unit = self.actor.box.to_unit(torch.as_tensor(np.asarray(actions, np.float32), device=self.device))
+        unit = unit.clamp(-BC_LIMIT, BC_LIMIT)
+        optimizer = torch.optim.Adam(self._actor_params, lr=BC_LR, foreach=True)
+        for _ in range(BC_STEPS):
+            error = F.mse_loss(self.actor.box.to_unit(self.actor(obs)), unit)
+            optimizer.zero_grad(set_to_none=True)
+            error.backward()
+            optimizer.step()
+        self.actor_target.load_state_dict(self.actor.state_dict())
+        stages = self._stages(obs)
+        for stage in stages.unique():
+            self.anchor[stage] = unit[stages == stage].mean(dim=0)
+        with torch.no_grad():
+            return F.mse_loss(self.actor.box.to_unit(self.actor(obs)), unit).item()
 
     def _step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, params) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -352,6 +387,7 @@ class DDPG:
             "generator": self.generator.get_state(),
             "episodes_done": self.episodes_done,
             "critic_steps": self.critic_steps,
+            "anchor": self.anchor.cpu(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -373,6 +409,8 @@ class DDPG:
         self.generator.set_state(state["generator"])
         self.episodes_done = state["episodes_done"]
         self.critic_steps = state["critic_steps"]
+        if "anchor" in state:  # checkpoints of earlier versions: the box centre
+            self.anchor = state["anchor"].to(self.device)
 
     @classmethod
     def from_state_dict(cls, state: dict, device: Device = "cpu") -> "DDPG":

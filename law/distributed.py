@@ -216,7 +216,7 @@ def _worker_loop(config: dict) -> None:
     bundle = load_data(job.data, seed=job.seed, device=device)
     stream, noise_mask = _shard_stream(bundle, job.seed, rank, world)
     torch.manual_seed(job.seed)  # identical initial weights on every worker (DDP also broadcasts rank 0's)
-    network = build_model(job.model, bundle.num_classes, bundle.in_channels, bundle.image_size)
+    network = build_model(job.model, bundle.num_classes, bundle.in_channels, bundle.image_size, device)
     model = ray.train.torch.prepare_model(network)
     optimizer = make_optimizer(model, job.optim)
     dtype = torch.bfloat16 if job.amp and device.type == "cuda" else None

@@ -305,8 +305,14 @@ def check_model(name: str, field: str = "model") -> None:
         raise ConfigError(field, f"unknown model '{name}'; known: {', '.join(MODEL_NAMES)}, wrn{{depth}}_{{k}}")
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32) -> nn.Module:
-    """Build a freshly initialised model that maps (B, in_channels, H, W) to (B, num_classes)."""
+def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: int = 32,
+                device: torch.device | str = "cpu") -> nn.Module:
+    """Build a freshly initialised model that maps (B, in_channels, H, W) to (B, num_classes), on ``device``.
+
+    The weights are drawn on the CPU whatever the device (so a seed gives the same network
+    everywhere). On the CPU the convolution weights are stored channels-last, the layout
+    oneDNN's fastest kernels take (``docs/design.md``, "Channels-last on CPU").
+    """
     if num_classes < 1:
         raise ConfigError("num_classes", f"must be >= 1, got {num_classes}")
     if in_channels < 1:
@@ -315,6 +321,10 @@ def build_model(name: str, num_classes: int, in_channels: int = 3, image_size: i
         raise ConfigError("image_size", f"must be >= 8, got {image_size}")
     check_model(name)
     if name in _BUILDERS:
-        return _BUILDERS[name](num_classes, in_channels, image_size)
-    depth, width = _WRN_PATTERN.fullmatch(name).groups()
-    return _wide_resnet(int(depth), int(width), num_classes, in_channels, image_size)
+        model = _BUILDERS[name](num_classes, in_channels, image_size)
+    else:
+        depth, width = _WRN_PATTERN.fullmatch(name).groups()
+        model = _wide_resnet(int(depth), int(width), num_classes, in_channels, image_size)
+    device = torch.device(device)
+    layout = torch.channels_last if device.type == "cpu" else torch.preserve_format
+    return model.to(device, memory_format=layout)

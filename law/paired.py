@@ -67,8 +67,8 @@ class PairedTrainer:
         # Seed the initialisation without disturbing the caller's global RNG.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = build_model(model_name, bundle.num_classes, bundle.in_channels, bundle.image_size)
-        self.target = model.to(self.device)
+            self.target = build_model(model_name, bundle.num_classes, bundle.in_channels, bundle.image_size,
+                                      self.device)
         self.target_optimizer = make_optimizer(self.target, optim_cfg)
         # Without a reference (``law apply --no-reference``) only the target trains.
         self.reference = copy.deepcopy(self.target) if train_reference else None

@@ -157,8 +157,8 @@ def _noisy_cifar_cpu(dataset: str) -> Profile:
     classes = 100 if dataset == "cifar100" else 10
     return Profile(
         label="cpu (scaled for a 2-core CPU; not comparable with the paper's numbers)",
-        budget=("about 2 h on 2 CPU cores (8 methods x 3 seeds: 45 min, measured; a 64-episode search: about "
-                "85 min, twice the measured 32-episode search)"
+        budget=("about 1.3 h on 2 CPU cores (8 methods x 3 seeds: 45 min, measured before the channels-last "
+                "layout; a 64-episode search: 30 min, measured)"
                 if classes == 10 else "roughly 3 h on 2 CPU cores (2.5x the CIFAR-10 images; not measured)"),
         model="small_cnn",
         data=DataConfig(dataset=dataset, **NOISY, train_size=2000 if classes == 10 else 5000,

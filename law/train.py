@@ -160,7 +160,7 @@ def train(run: RunConfig, data: DataConfig, optim: OptimConfig, method: MethodCo
         meta = bundle.meta_stream(run.seed + 1, method.meta_size, method.meta_batch_size)
         weighter.meta_batch = lambda: next(meta)
     seed_everything(run.seed)
-    model = build_model(run.model, bundle.num_classes, bundle.in_channels, bundle.image_size).to(device)
+    model = build_model(run.model, bundle.num_classes, bundle.in_channels, bundle.image_size, device)
     config = to_dict(run, data, optim, method)
     with run_folder(run_path), RunLogger(run_path, config) as logger, \
             (SampleWeightsLog(run_path, bundle) if run.export_weights else nullcontext()) as sample_log:

@@ -48,7 +48,8 @@ class PlainLoop:
 
     def __init__(self, bundle, model_name: str, seed: int, device: torch.device):
         torch.manual_seed(seed)
-        self.model = build_model(model_name, bundle.num_classes, bundle.in_channels, bundle.image_size).to(device)
+        self.model = build_model(model_name, bundle.num_classes, bundle.in_channels, bundle.image_size,
+                                 device)
         self.optimizer = make_optimizer(self.model, OptimConfig())
         self.stream = bundle.train_stream(seed)
         self.weighter = Weighter()

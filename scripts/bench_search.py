@@ -56,18 +56,19 @@ WORKER_PHASES = [  # (row, phase of law.timing); nested phases are subtracted be
 ]
 
 
-def run(workers: int, cpus_per_worker: float, episodes: int, out_dir: str, seed_pool: int, in_flight: int = 0) -> dict:
+def run(workers: int, cpus_per_worker: float, episodes: int, out_dir: str, seed_pool: int, in_flight: int = 0,
+        priors: bool = True) -> dict:
     preset = search_preset("quick")
     search_cfg = dataclasses.replace(preset["SearchConfig"], workers=workers, cpus_per_worker=cpus_per_worker,
                                      episodes=episodes, output_dir=out_dir, progress=False,
                                      eval_every=min(episodes, preset["SearchConfig"].eval_every),
-                                     seed_pool=seed_pool, in_flight=in_flight,
+                                     seed_pool=seed_pool, in_flight=in_flight, priors=priors,
                                      run_name=f"w{workers}_c{cpus_per_worker:g}_p{seed_pool}_e{episodes}")
     started = time.perf_counter()
     results = search(search_cfg, preset["EnvConfig"], preset["DataConfig"], preset["OptimConfig"],
                      preset["DDPGConfig"])
     seconds = time.perf_counter() - started
-    greedy = len(results["evaluations"]) * len(results["evaluation_seeds"])
+    greedy = (len(results["evaluations"]) + len(results["priors"])) * len(results["evaluation_seeds"])
     return {"workers": workers, "cpus_per_worker": cpus_per_worker, "seed_pool": seed_pool,
             "episodes": episodes, "greedy_episodes": greedy, "calls": episodes + greedy + results["redone_episodes"],
             "seconds": seconds, "search_seconds": results["search_seconds"],
@@ -162,6 +163,8 @@ def main() -> None:
                         help="only the N-worker search and the plain run it costs against")
     parser.add_argument("--episodes", type=int, default=0, help="--cost-ratio: episodes (0: the preset's)")
     parser.add_argument("--in-flight", type=int, default=0, help="--cost-ratio: episodes in flight (0: workers + 1)")
+    parser.add_argument("--no-priors", dest="priors", action="store_false",
+                        help="--cost-ratio: without judging the priors first (the paper's search)")
     parser.add_argument("--output", default="", help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -175,7 +178,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         if args.cost_ratio:
             episodes = args.episodes or search_preset("quick")["SearchConfig"].episodes
-            parallel = run(n, 1.0, episodes, out, seed_pool=pool, in_flight=args.in_flight)
+            parallel = run(n, 1.0, episodes, out, seed_pool=pool, in_flight=args.in_flight, priors=args.priors)
             ray.shutdown()
             plain = plain_training_seconds()
             print_breakdown(parallel, ping)

@@ -55,6 +55,10 @@ from law.io import atomic_save, atomic_write_json, atomic_write_text, environmen
 from law.policy_file import load_policy, policy_env_config, policy_file, policy_task  # noqa: E402
 from law.presets import search_preset  # noqa: E402
 from law.search import AGENTS, CHECKPOINT, OPERATIONAL, evaluation_seeds, resume_search, search  # noqa: E402
+from law.search.priors import (constant_schedule, fit_to_class_balanced, imbalanced,  # noqa: E402
+                               sharp_loss_action)
+from law.data import load_data  # noqa: E402
+from law.methods import MethodConfig  # noqa: E402
 
 SEARCH_SECTIONS = ("SearchConfig", "EnvConfig", "DataConfig", "OptimConfig", "DDPGConfig")
 
@@ -169,20 +173,21 @@ def run_search(configs: tuple, agent: str, seed: int, folder: Path, progress: bo
 # Hand-set schedules
 
 
-def hand_set_schedules(env_cfg) -> dict[str, np.ndarray]:
-    """Neutral, constant down-weighting, and down-weighting from each stage after the warm-up."""
+def hand_set_schedules(configs: tuple) -> dict[str, np.ndarray]:
+    """Neutral, the sharp loss rule at every acting stage ("constant") and from each later stage on,
+    and on imbalanced data the class-balanced fit (the search's prior, from the class counts alone)."""
+    env_cfg, data_cfg = configs[1], configs[2]
     if "loss" not in env_cfg.features:
         raise ConfigError("features", "the hand-set schedules down-weight by loss; the task's search has no "
                                       "loss feature")
-    down = np.zeros(env_cfg.action_dim, np.float32)
-    down[env_cfg.features.index("loss")] = -1.0  # theta_loss = -action_scale
-    down[-1] = -1.0  # b at the low end of bias_range: the sharpest split of the batch
-    first = env_cfg.warmup_stages
-    schedules = {"neutral": np.zeros((env_cfg.num_stages, env_cfg.action_dim), np.float32)}
+    down, first = sharp_loss_action(env_cfg), env_cfg.warmup_stages
+    schedules = {"neutral": constant_schedule(env_cfg, np.zeros(env_cfg.action_dim, np.float32))}
     for start in range(first, env_cfg.num_stages):
-        table = np.zeros((env_cfg.num_stages, env_cfg.action_dim), np.float32)
-        table[start:] = down
-        schedules["constant" if start == first else f"from stage {start}"] = table
+        schedules["constant" if start == first else f"from stage {start}"] = constant_schedule(env_cfg, down, start)
+    counts = load_data(data_cfg, seed=env_cfg.data_seed).class_counts
+    if "label" in env_cfg.features and imbalanced(counts):
+        action, _ = fit_to_class_balanced(counts, env_cfg, MethodConfig().cb_beta, data_cfg.batch_size)
+        schedules["class-balanced fit"] = constant_schedule(env_cfg, action)
     return schedules
 
 
@@ -190,7 +195,7 @@ def write_hand_set(configs: tuple, folder: Path) -> dict[str, str]:
     env_cfg = configs[1]
     config = to_dict(*configs)
     paths = {}
-    for name, table in hand_set_schedules(env_cfg).items():
+    for name, table in hand_set_schedules(configs).items():
         path = folder / f"{name.replace(' ', '_')}.pt"
         atomic_save(policy_file(SchedulePolicy(table).state_dict(), env_cfg, config,
                                 selection={"hand_set": name}), path)
@@ -224,7 +229,7 @@ def hand_set_on_search_episodes(configs: tuple, episode_seed: int, folder: Path)
     _, env_cfg, data_cfg, optim_cfg = configs[:4]
     env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device="cuda" if torch.cuda.is_available() else "cpu")
     gaps, twin = {}, None
-    for name, table in hand_set_schedules(env_cfg).items():
+    for name, table in hand_set_schedules(configs).items():
         last = rollout(env, SchedulePolicy(table), episode_seed, twin=twin)[-1]
         twin = twin or env.recorded_twin  # the twin depends on the seed only: trained once
         gaps[name] = last["acc_target"] - last["acc_reference"]
@@ -301,14 +306,21 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict, pic
         selection = [runs[s]["best"]["val_gap"] for s in runs]
         # The search loop (episodes and FDU), summed over resumes; Ray start-up excluded.
         minutes = [runs[s]["search_seconds"] / 60 for s in runs]
-        total = [len(runs[s]["episodes"]) + sum(len(r["gaps"]) for r in runs[s]["evaluations"]) for s in runs]
+        greedy = sum(len(r["gaps"]) for r in runs[next(iter(runs))]["evaluations"])
+        judged = sum(len(r["gaps"]) for r in runs[next(iter(runs))].get("priors", []))
         devices = sorted({runs[s].get("environment", {}).get("cuda") or "CPU" for s in runs})
-        rows.append((f"search: {agent}", f"{len(runs)} searches", fmt(per_search_val), fmt(per_search_test),
-                     fmt(selection), f"{search_cfg.episodes} + {total[0] - search_cfg.episodes} greedy",
+        # Which searches kept a prior (nothing they searched beat it on their evaluation seeds).
+        kept_prior = [runs[s]["best"].get("prior") for s in runs]
+        kept = sum(p is not None for p in kept_prior)
+        rows.append((f"search: {agent}", f"{len(runs)} searches" + (f" ({kept} kept a prior)" if kept else ""),
+                     fmt(per_search_val), fmt(per_search_test), fmt(selection),
+                     f"{search_cfg.episodes} + {greedy} greedy" + (f" + {judged} prior" if judged else ""),
                      f"{np.nanmean(minutes):.1f} ({', '.join(devices)})"))
         summary[agent] = {"val_gap": mean_std(per_search_val), "test_gap": mean_std(per_search_test),
                           "per_search_val": per_search_val, "per_search_test": per_search_test,
-                          "selection_val_gap": selection, "search_minutes": minutes}
+                          "selection_val_gap": selection, "search_minutes": minutes, "kept_prior": kept_prior,
+                          "start_point": [runs[s].get("start_point") for s in runs],
+                          "improvement_on_start": [runs[s].get("improvement") for s in runs]}
     hand_val = {name: np.mean([e["val_gap"] for e in evaluations[name]]) for name in hand_set}
     best = max(hand_val, key=hand_val.get)
     for name in hand_set:

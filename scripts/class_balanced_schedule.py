@@ -20,55 +20,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents import SchedulePolicy  # noqa: E402
-from baselines.class_balanced import class_balanced_weights  # noqa: E402
 from law.bench.experiment import CompareConfig, build_experiment  # noqa: E402
 from law.bench.policy import search_configs  # noqa: E402
 from law.config import to_dict  # noqa: E402
 from law.data import load_data  # noqa: E402
-from law.errors import ConfigError  # noqa: E402
-from law.features import FEATURE_NAMES, log_frequency_by_class, zscore_columns  # noqa: E402
+from law.features import FEATURE_NAMES  # noqa: E402
 from law.io import atomic_save, check_writable_dir  # noqa: E402
-from law.policy import policy_weights  # noqa: E402
 from law.policy_file import policy_file  # noqa: E402
+from law.search.priors import constant_schedule, fit_to_class_balanced  # noqa: E402
 
-GRID = 81  # actions per axis of the box: steps of 0.025
 LABEL = FEATURE_NAMES.index("label")
-
-
-def fit_to_class_balanced(counts: torch.Tensor, env, beta: float, batch_size: int,
-                          batches: int = 64, seed: int = 0) -> tuple[np.ndarray, float]:
-    """The action (theta_label and b of ``env``'s box, the rest 0) nearest to class-balanced weights.
-
-    Returns the action and the root-mean-square difference of log weights it leaves.
-    """
-    if "label" not in env.features:
-        raise ConfigError("features", "the class-balanced schedule weights by the label feature; this "
-                                      f"suite's search has only {', '.join(env.features)}")
-    labels = torch.multinomial(counts.float(), batches * batch_size, replacement=True,
-                               generator=torch.Generator().manual_seed(seed)).reshape(batches, batch_size)
-    features = torch.zeros(batches, batch_size, len(FEATURE_NAMES))
-    features[..., LABEL] = torch.stack([zscore_columns(log_frequency_by_class(counts)[y][:, None])[:, 0]
-                                        for y in labels])
-    cb = class_balanced_weights(counts, beta or None).float()[labels]
-    log_cb = (cb / cb.mean(dim=1, keepdim=True)).log()
-    axis = torch.linspace(-1.0, 1.0, GRID)
-    best = (float("inf"), None)
-    for a_label in axis:
-        for a_b in axis:
-            action = np.zeros(env.action_dim, np.float32)
-            action[env.features.index("label")], action[-1] = a_label, a_b
-            theta = torch.from_numpy(env.theta(action))
-            log_w = policy_weights(features, theta[:-1], theta[-1]).log()  # every batch at once
-            error = (log_w - log_cb).pow(2).mean().sqrt().item()
-            if error < best[0]:
-                best = (error, action)
-    return best[1], best[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     env, data = configs[1], configs[2]
     counts = load_data(data, env.data_seed).class_counts
     action, error = fit_to_class_balanced(counts, env, exp.profile.method.cb_beta, data.batch_size)
-    table = np.zeros((env.num_stages, env.action_dim), np.float32)
-    table[env.warmup_stages:] = action
+    table = constant_schedule(env, action)
     theta = env.theta(action)
     atomic_save(policy_file(SchedulePolicy(table).state_dict(), env, to_dict(*configs),
                             selection={"hand_set": "class-balanced fit", "action": action.tolist(),

@@ -115,7 +115,7 @@ def check_fractional_search(device: torch.device, small: bool, out: Path) -> str
 
 def check_weighters(device: torch.device, small: bool) -> str:
     torch.manual_seed(0)
-    model = build_model("small_cnn", num_classes=10).to(device)
+    model = build_model("small_cnn", num_classes=10, device=device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     x, y = torch.randn(32, 3, 32, 32, device=device), torch.randint(0, 10, (32,), device=device)
     clean_x, clean_y = torch.randn(32, 3, 32, 32, device=device), torch.randint(0, 10, (32,), device=device)

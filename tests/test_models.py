@@ -114,3 +114,18 @@ def test_every_config_names_models_by_one_rule():
         with pytest.raises(ConfigError, match="known: small_cnn") as error:
             config.validate()
         assert error.value.field == field
+
+
+@pytest.mark.parametrize("name", ["small_cnn", "resnet20"])
+def test_a_cpu_model_is_channels_last_and_computes_what_the_standard_layout_computes(name):
+    torch.manual_seed(0)
+    model = build_model(name, 10).eval()
+    convolutions = [p for p in model.parameters() if p.dim() == 4]
+    assert convolutions and all(p.is_contiguous(memory_format=torch.channels_last) for p in convolutions)
+    standard = build_model(name, 10).eval()  # the same weights laid out (C, H, W) ...
+    standard.load_state_dict({k: v.contiguous() for k, v in model.state_dict().items()})
+    standard = standard.to(memory_format=torch.contiguous_format)
+    assert all(p.is_contiguous() for p in standard.parameters())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():  # ... give the same logits up to float rounding
+        torch.testing.assert_close(model(x), standard(x), rtol=1e-4, atol=1e-5)

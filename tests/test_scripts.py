@@ -207,27 +207,28 @@ def test_class_balanced_schedule_fits_cb_weights_inside_the_imbalanced_search_bo
     script = load_script("class_balanced_schedule")
     from baselines.class_balanced import class_balanced_weights
     from law.errors import ConfigError
-    from law.features import FEATURE_NAMES
+    from law.features import FEATURE_NAMES, log_frequency_by_class, zscore_columns
     from law.policy_file import greedy_policy, load_policy
+    from law.search.priors import fit_to_class_balanced
 
     counts = torch.tensor([1209, 725, 434, 260, 156, 94, 56, 34, 20, 12])
     centred = EnvConfig(features=("loss", "label"), bias_range=(-2.0, 2.0))
-    action, error = script.fit_to_class_balanced(counts, centred, 0.9999, batch_size=128)
-    _, error_default_box = script.fit_to_class_balanced(counts, EnvConfig(features=("loss", "label")), 0.9999, 128)
+    action, error = fit_to_class_balanced(counts, centred, 0.9999, batch_size=128)
+    _, error_default_box = fit_to_class_balanced(counts, EnvConfig(features=("loss", "label")), 0.9999, 128)
     assert action[centred.features.index("loss")] == 0.0 and action[1] < 0  # up-weights rare labels only
     assert error < 0.25 < 2 * error < error_default_box  # the default box cannot express CB's weights
     # The fitted weights, computed by the policy itself, order the classes as CB does.
     from law.policy import policy_weights
     labels = torch.arange(10).repeat(13)[:128]
     features = torch.zeros(128, len(FEATURE_NAMES))
-    features[:, FEATURE_NAMES.index("label")] = script.zscore_columns(
-        script.log_frequency_by_class(counts)[labels][:, None])[:, 0]
+    features[:, FEATURE_NAMES.index("label")] = zscore_columns(
+        log_frequency_by_class(counts)[labels][:, None])[:, 0]
     theta = torch.from_numpy(centred.theta(action))
     per_class = torch.stack([policy_weights(features, theta[:-1], theta[-1])[labels == c].mean() for c in range(10)])
     cb = class_balanced_weights(counts, 0.9999)
     assert torch.equal(per_class.argsort(), cb.argsort())
     with pytest.raises(ConfigError, match="label"):
-        script.fit_to_class_balanced(counts, EnvConfig(features=("loss",)), 0.9999, 128)
+        fit_to_class_balanced(counts, EnvConfig(features=("loss",)), 0.9999, 128)
 
     out = tmp_path / "cb.pt"
     assert script.main(["--suite", "cifar10-longtail", "--profile", "smoke", "--out", str(out)]) == 0
@@ -275,3 +276,15 @@ def test_bench_search_accounts_for_every_worker_second(monkeypatch):
     assert rows["workers idle (no episode to run: the in-flight limit, the last ones)"] == \
         pytest.approx(80.0 - 50.0 - 0.2)
     assert rows["learner: start-up, logging, final files (wall time outside the loop)"] == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("model", ["mlp", "small_cnn"])  # small_cnn: batch-norm buffers batched too
+def test_bench_step_vectorised_networks_train_as_one_by_one_ones_do(model, tmp_path):
+    figures = load_script("bench_step").main(["--model", model, "--image-size", "16", "--batch-size", "16",
+                                              "--k", "1", "3", "--steps", "2", "--output", str(tmp_path / "f.json")])
+    assert [row["k"] for row in figures["vectorised"]] == [1, 3]
+    for row in figures["vectorised"]:
+        assert row["max_difference"] < 1e-4  # float rounding of the batched kernels, not a different training
+        assert row["one_by_one_ms"] > 0 and row["vectorised_ms"] > 0
+    assert figures["layout"]["standard_ms"] > 0 and figures["layout"]["channels_last_ms"] > 0
+    assert json.loads((tmp_path / "f.json").read_text()) == figures

@@ -35,8 +35,9 @@ SEARCHED_STAGES = TINY_ENV["num_stages"] - TINY_ENV["warmup_stages"]
 
 def tiny_configs(tmp_path, num_stages=TINY_ENV["num_stages"], features=FEATURE_NAMES, run_name="search",
                  **search_overrides):
+    # Without priors unless a test asks: they are the subject of their own tests.
     fields = dict(episodes=4, workers=2, seed_pool=2, eval_every=2, eval_seeds=2, output_dir=str(tmp_path),
-                  run_name=run_name, progress=False, min_buffer=2)
+                  run_name=run_name, progress=False, min_buffer=2, priors=False)
     search_cfg = SearchConfig(**{**fields, **search_overrides})
     env_cfg = EnvConfig(**{**TINY_ENV, "num_stages": num_stages, "features": features})
     return (search_cfg, env_cfg, DataConfig(**TINY_DATA), OptimConfig(lr=0.05),
@@ -63,7 +64,8 @@ def fingerprint(results) -> tuple:
     policy = torch.load(run / POLICY, weights_only=True)["policy"]
     weights = [t.numpy().tobytes() for t in policy["actor"]["weights"].values()] if "actor" in policy else []
     return ([(e["episode"], e["rewards"]) for e in results["episodes"]],
-            [(r["after_episodes"], r["gaps"]) for r in results["evaluations"]], weights)
+            [(r["after_episodes"], r["gaps"]) for r in results["evaluations"]],
+            [(r["prior"], r["gaps"]) for r in results["priors"]], results["start_point"], weights)
 
 
 def test_search_completes_evaluates_and_keeps_the_best_greedy_policy(local_ray, tmp_path):
@@ -187,15 +189,15 @@ TINY_FLAGS = ["--model", "mlp", "--num-stages", "4", "--warmup-stages", "1", "--
               "--min-buffer", "2", "--eval-every", "2", "--no-progress"]
 
 
-def test_a_killed_driver_resumes_and_replays_exactly_what_an_uninterrupted_search_does(tmp_path):
+@pytest.mark.parametrize("killed", ["judging its priors", "training"])
+def test_a_killed_driver_resumes_and_replays_exactly_what_an_uninterrupted_search_does(tmp_path, killed):
     episodes = "6"
-    clean = _law("search", "--output-dir", str(tmp_path), "--run-name", "clean", "--episodes", episodes,
-                 *TINY_FLAGS)
+    flags = [*TINY_FLAGS, *(["--eval-seeds", "4"] if killed == "judging its priors" else [])]  # a wider window
+    clean = _law("search", "--output-dir", str(tmp_path), "--run-name", "clean", "--episodes", episodes, *flags)
     output, _ = clean.communicate(timeout=300)
     assert clean.returncode == 0, output
 
-    driver = _law("search", "--output-dir", str(tmp_path), "--run-name", "run", "--episodes", episodes,
-                  *TINY_FLAGS)
+    driver = _law("search", "--output-dir", str(tmp_path), "--run-name", "run", "--episodes", episodes, *flags)
     checkpoint = tmp_path / "run" / CHECKPOINT
     deadline = time.time() + 180
     state = {}
@@ -204,13 +206,15 @@ def test_a_killed_driver_resumes_and_replays_exactly_what_an_uninterrupted_searc
             state = torch.load(checkpoint, weights_only=True)["search"]
         except Exception:  # not written yet, or the first load raced a slow disk
             state = {}
-        if state.get("learned", 0) >= 1:
+        judged = [g for prior in state.get("priors", []) for g in prior["gaps"] if g is not None]
+        if (state.get("learned", 0) >= 1) if killed == "training" else judged and not state["started"]:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     assert driver.poll() is None, "the driver was still running when killed"
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
     driver.wait()
-    assert any(job["kind"] == "train" for job in state["jobs"]), "killed mid-search, episodes to run"
+    kinds = {job["kind"] for job in state["jobs"]}
+    assert kinds == {"prior"} if killed == "judging its priors" else "train" in kinds, "killed mid-search"
 
     resumed = _law("search", "--resume", str(tmp_path / "run"))
     output, _ = resumed.communicate(timeout=300)
@@ -316,3 +320,55 @@ def test_resume_of_a_checkpoint_from_the_lock_step_search_says_so(tmp_path):
     torch.save({"search": {"rounds": 3, "slots": []}, "config": {}}, tmp_path / CHECKPOINT)
     with pytest.raises(ConfigError, match="older LAW.*rounds"):
         resume_search(tmp_path)
+
+
+def _schedule_file(path: Path, env_cfg: EnvConfig, action: np.ndarray) -> Path:
+    from law.io import atomic_save
+    from law.policy_file import policy_file
+    from law.search.priors import constant_schedule
+    atomic_save(policy_file(SchedulePolicy(constant_schedule(env_cfg, action)).state_dict(), env_cfg, {}), path)
+    return path
+
+
+def test_a_search_judges_its_priors_first_and_starts_from_the_best(local_ray, tmp_path):
+    env_cfg = tiny_configs(tmp_path)[1]
+    mine = _schedule_file(tmp_path / "mine.pt", env_cfg, np.array([0.5, 0.0, 0.0, 0.0, 1.0], np.float32))
+    # No update before the first greedy evaluation (min_buffer): it judges the actor as the prior left it.
+    results = search(*tiny_configs(tmp_path, priors=True, init_policy=(str(mine),), min_buffer=100, seed=2))
+    assert_complete(results, 4)
+    priors = {r["prior"]: r for r in results["priors"]}
+    # (+ the class-balanced fit: 192 noisy samples leave class sizes of 11-27, more than 2x apart)
+    assert list(priors) == ["neutral", "sharp loss rule", "class-balanced fit", f"--init-policy {mine}"]
+    assert priors["neutral"]["gaps"] == [0.0, 0.0], "theta = 0 trains exactly as the twin"
+    best_prior = max(results["priors"], key=lambda r: r["score"])
+    assert results["start_point"]["prior"] == best_prior["prior"]
+    assert results["start_point"]["val_gap"] == best_prior["score"]
+    searched = max(r["score"] for r in results["evaluations"])
+    assert results["improvement"] == pytest.approx(searched - best_prior["score"])
+    run = Path(results["run_dir"])
+    kept = torch.load(run / POLICY, weights_only=True)["selection"]
+    assert kept["val_gap"] == max(searched, best_prior["score"]), "policy.pt: the best judged, a prior included"
+    assert ("prior" in kept) == (best_prior["score"] >= searched), "a tie keeps the prior"
+
+    # The actor the first evaluation judged is the best prior's actions, fitted (clipped to +-0.95).
+    checkpoint = torch.load(run / CHECKPOINT, weights_only=True)["search"]
+    trajectories = next(r for r in checkpoint["priors"] if r["prior"] == best_prior["prior"])["trajectories"]
+    obs = np.concatenate([t["obs"] for t in trajectories]).astype(np.float32)
+    wanted = np.clip(np.concatenate([t["actions"] for t in trajectories]), -0.95, 0.95)
+    actor = greedy_policy({"policy": checkpoint["evaluations"][0]["policy"]})
+    np.testing.assert_allclose(np.stack([actor(o) for o in obs]), wanted, atol=0.05)
+    summary = (run / "summary.md").read_text()
+    assert f"started from the best prior, *{best_prior['prior']}*" in summary
+    assert ("improved on its starting point by" in summary) == (results["improvement"] > 0)
+
+
+def test_priors_are_refused_before_any_work_when_they_cannot_act_here(tmp_path):
+    with pytest.raises(ConfigError, match="init_policy.*no-priors"):
+        SearchConfig(priors=False, init_policy=("x.pt",)).validate()
+    with pytest.raises(ConfigError, match="no policy file at 'nowhere.pt'"):
+        search(*tiny_configs(tmp_path, priors=True, init_policy=("nowhere.pt",)))
+    foreign_env = EnvConfig(**{**TINY_ENV, "features": ("loss",)})
+    foreign = _schedule_file(tmp_path / "foreign.pt", foreign_env, np.array([-1.0, 0.0], np.float32))
+    with pytest.raises(ConfigError, match="init_policy.*features"):
+        search(*tiny_configs(tmp_path, priors=True, init_policy=(str(foreign),)))
+    assert not (tmp_path / "search").exists(), "nothing was started"

@@ -29,6 +29,12 @@ policy (no exploration) is run on ``eval_seeds`` seeds of its own, and its
 mean final gap over its twin on the clean validation split is its score.
 ``policy.pt`` is the best-scoring policy, ``policy_last.pt`` the last one.
 
+Priors (``law.search.priors``): before the first training episode the same
+evaluation judges the rules a person would try first (and any
+``--init-policy``); the agent starts from the best of them, and ``policy.pt``
+may be a prior: a search never returns less than its best prior on its
+evaluation seeds.
+
 Exact replay: episodes are deterministic on CPU (the exploration of a stage
 derives from the search seed, the episode and the stage). A worker whose
 process died is restarted by Ray and its episode runs again from the start;
@@ -37,9 +43,11 @@ Either way the search ends bit for bit where an uninterrupted one does.
 """
 from law.search.config import (AGENTS, CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, SearchConfig,
                                evaluation_seeds, noise_rng, training_seed)
+from law.search.priors import prior_family
 from law.search.run import Search, SearchFinished, resume_search, search
 from law.search.workers import EnvWorker, init_ray
 
 __all__ = ["AGENTS", "CHECKPOINT", "LAST_POLICY", "OPERATIONAL", "POLICY", "SearchConfig", "Search",
+           "prior_family",
            "SearchFinished", "EnvWorker", "evaluation_seeds", "init_ray", "noise_rng", "resume_search", "search",
            "training_seed"]

@@ -58,6 +58,12 @@ class SearchConfig:
     fdu_every: int = 2
     """Stage ends learned from between two full-data updates. The paper's synchronous workers update once
     per round of all of them (8); the CPU profiles' 2 workers did so every 2."""
+    priors: bool = True
+    """Judge the prior family (neutral, the sharp loss rule, on imbalanced data the class-balanced fit,
+    every --init-policy) before the first episode and start the agent from the best; policy.pt is the best
+    judged policy, a prior included."""
+    init_policy: tuple[str, ...] = ()
+    """Policies (shipped names or files) that join the prior family."""
     progress: bool = True
     """Show a progress line."""
 
@@ -88,6 +94,8 @@ class SearchConfig:
             raise ConfigError("fdu_every", f"must be >= 1, got {self.fdu_every}")
         if self.max_worker_restarts < 0:
             raise ConfigError("max_worker_restarts", "must be >= 0")
+        if self.init_policy and not self.priors:
+            raise ConfigError("init_policy", "an --init-policy joins the prior family; leave --no-priors out")
         if self.resume and not (Path(self.resume) / CHECKPOINT).is_file():
             raise ConfigError("resume", f"no {CHECKPOINT} in '{self.resume}'; pass the run folder "
                                         "of the interrupted search")

@@ -41,21 +41,41 @@ class SearchLogger:
         self.writer.add_scalar("target/final_val_gap", summary["gap"], summary["episode"])
 
     def evaluation(self, record: dict) -> None:
-        self.writer.add_scalar("eval/greedy_val_gap", record["score"], record["after_episodes"])
+        if "prior" in record:  # judged before the first episode
+            self.writer.add_scalar("eval/prior_val_gap", record["score"], record["number"])
+            self.writer.add_text("eval/priors", f"{record['prior']}: {100 * record['score']:+.1f}", record["number"])
+        else:
+            self.writer.add_scalar("eval/greedy_val_gap", record["score"], record["after_episodes"])
 
     def close(self) -> None:
         self.writer.close()
 
 
 def summary_markdown(results: dict) -> str:
-    """summary.md: the one line a newcomer needs, then the evaluations and the episodes."""
+    """summary.md: the one line a newcomer needs, what the search added to its priors, then the
+    evaluations and the episodes."""
     best, last = results["best"], results["last"]
     n = len(results["evaluation_seeds"])
+    kept = (f"the prior *{best['prior']}*" if "prior" in best else
+            f"greedy {results['agent']} policy after {best['after_episodes']} of "
+            f"{results['config']['SearchConfig']['episodes']} episodes")
     lines = [f"**policy vs unweighted twin: {100 * best['val_gap']:+.1f} validation points** "
-             f"(mean over {n} evaluation seeds; greedy {results['agent']} policy after {best['after_episodes']} "
-             f"of {results['config']['SearchConfig']['episodes']} episodes, saved as `{POLICY}`; the last policy "
-             f"scored {100 * last['val_gap']:+.1f} and is `{LAST_POLICY}`).", "",
-             "| greedy evaluation | after episodes | val gap (points) | per seed |", "|---:|---:|---:|---|"]
+             f"(mean over {n} evaluation seeds; {kept}, saved as `{POLICY}`; the last policy "
+             f"scored {100 * last['val_gap']:+.1f} and is `{LAST_POLICY}`).", ""]
+    start = results.get("start_point")
+    if start is not None:
+        searched, added = start["val_gap"] + results["improvement"], 100 * results["improvement"]
+        verdict = (f"**it improved on its starting point by {added:+.1f} points**" if added > 0 else
+                   f"**it did not improve on its starting point** ({added:+.1f} points), so `{POLICY}` is the prior")
+        origin = ("The search started from the best prior" if "fit_error" in start else
+                  "The best prior (random search draws from the whole box whatever it knows) was")
+        lines += [f"{origin}, *{start['prior']}* ({100 * start['val_gap']:+.1f}); its best searched policy "
+                  f"scored {100 * searched:+.1f}: {verdict}.", "",
+                  "| prior | val gap (points) | per seed |", "|---|---:|---|"]
+        lines += [f"| {r['prior']} | {100 * r['score']:+.1f} | " + " ".join(f"{100 * g:+.1f}" for g in r["gaps"]) + " |"
+                  for r in results["priors"]]
+        lines.append("")
+    lines += ["| greedy evaluation | after episodes | val gap (points) | per seed |", "|---:|---:|---:|---|"]
     for r in results["evaluations"]:
         lines.append(f"| {r['round']} | {r['after_episodes']} | {100 * r['score']:+.1f} | "
                      + " ".join(f"{100 * g:+.1f}" for g in r["gaps"]) + " |")

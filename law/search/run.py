@@ -1,11 +1,10 @@
-"""The search itself: the learner's state, one round at a time, checkpoints, resume."""
+"""The search itself: the learner's state, the jobs (priors, training episodes, evaluations), checkpoints, resume."""
 from __future__ import annotations
 
 import dataclasses
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,33 +24,13 @@ from law.policy_file import policy_file
 from law.progress import ProgressLine
 from law.search.config import (CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, SearchConfig,
                                evaluation_seeds, noise_rng, training_seed)
+from law.search.priors import prior_family
 from law.search.report import SearchLogger, summary_markdown
-from law.search.workers import (EnvWorker, WorkerFailed, WorkerRestarting, check_ray_address, init_ray,
+from law.search.workers import (EnvWorker, Job, WorkerFailed, WorkerRestarting, check_ray_address, init_ray,
                                 result_of)
 from law import timing
 from law.timing import phase, take_phases
 from law.trainer import OptimConfig
-
-@dataclass(eq=False)  # a job is itself: its behaviour holds tensors
-class Job:
-    """One episode to run: a training episode (its behaviour explores) or one of a greedy evaluation's."""
-
-    key: str
-    """'train/<n>' or 'eval/<round>/<j>'."""
-    seed: int
-    kind: str
-    """train: the agent learns from it; eval: a frozen greedy policy is judged."""
-    index: int
-    """Training episode number, or evaluation round."""
-    behaviour: dict
-    """What it acts with (``agents.Behaviour``), fixed when the job is made."""
-    search_seed: int
-    """With the episode and stage, seeds each stage's exploration."""
-
-    @classmethod
-    def from_dict(cls, state: dict) -> "Job":
-        return cls(**state)
-
 
 RESTART_TIMEOUT = 300.0
 """Seconds a restarting worker may take to come back (it rebuilds its env: data, networks)."""
@@ -80,7 +59,10 @@ class Search:
         self.jobs: list[Job] = []  # made and not finished, in the order they were made
         self.waiting: dict[int, dict] = {}  # finished training episodes whose predecessors are not
         self.finished: list[dict] = []  # one summary per training episode learned from
-        self.evaluations: list[dict] = []  # one record per greedy evaluation
+        self.evaluations: list[dict] = []  # one record per greedy evaluation of the agent
+        self.priors: list[dict] = []  # one record per prior, judged like the agent
+        self.start_point: Optional[dict] = None  # the prior the agent started from, once all are judged
+        self.started = False  # training episodes made (after the priors, if any)
         self.twins: dict[int, dict] = {}  # episode seed -> the twin's record
         self.updates = 0
         self.worker_failures = 0
@@ -90,9 +72,17 @@ class Search:
 
     # ------------------------------------------------------------------ jobs
 
-    def start(self) -> None:
-        """Make the first training episodes: they act with the agent as initialised."""
-        self.jobs = [self._training_job(n) for n in range(min(self.cfg.in_flight, self.cfg.episodes))]
+    def start(self, priors: Optional[dict[str, dict]] = None) -> None:
+        """Judge the ``priors`` (name -> greedy policy state) first and start the agent from the
+        best once all are scored; without priors, make the first training episodes at once."""
+        for number, (name, policy) in enumerate((priors or {}).items()):
+            self._queue_judging(self.priors, "prior", {"prior": name, "number": number}, policy)
+        if not priors:
+            self._start_training()
+
+    def _start_training(self) -> None:
+        self.started = True
+        self.jobs.extend(self._training_job(n) for n in range(min(self.cfg.in_flight, self.cfg.episodes)))
 
     @property
     def done(self) -> bool:
@@ -104,11 +94,13 @@ class Search:
 
     def queue_evaluation(self) -> None:
         """Judge the agent's current greedy policy on the evaluation seeds."""
-        number = len(self.evaluations)
-        policy = self.agent.greedy_state()
-        self.evaluations.append({"round": number, "after_episodes": self.learned, "policy": policy,
-                                 "gaps": [None] * len(self.eval_seeds), "score": None})
-        self.jobs.extend(Job(f"eval/{number}/{j}", seed, "eval", number, {"kind": "greedy", "policy": policy},
+        self._queue_judging(self.evaluations, "eval", {"round": len(self.evaluations),
+                                                       "after_episodes": self.learned}, self.agent.greedy_state())
+
+    def _queue_judging(self, records: list, kind: str, record: dict, policy: dict) -> None:
+        number = len(records)
+        records.append({**record, "policy": policy, "gaps": [None] * len(self.eval_seeds), "score": None})
+        self.jobs.extend(Job(f"{kind}/{number}/{j}", seed, kind, number, {"kind": "greedy", "policy": policy},
                              self.cfg.seed) for j, seed in enumerate(self.eval_seeds))
 
     # ------------------------------------------------------------------ what comes back
@@ -119,8 +111,8 @@ class Search:
         last = stages[-1]["info"]
         if "twin" in last:
             self.twins[job.seed] = last["twin"]
-        if job.kind == "eval":
-            self._record_evaluation(job, last["acc_target"] - last["acc_reference"])
+        if job.kind != "train":
+            self._record_judged(job, stages)
             return
         self.waiting[job.index] = {"stages": stages, "worker": worker}
         while self.learned in self.waiting:
@@ -156,20 +148,38 @@ class Search:
         self.finished.append(summary)
         self.logger.episode(summary)
 
-    def _record_evaluation(self, job: Job, gap: float) -> None:
-        record = self.evaluations[job.index]
-        record["gaps"][int(job.key.rsplit("/", 1)[1])] = gap
+    def _record_judged(self, job: Job, stages: list[dict]) -> None:
+        """One episode of a greedy evaluation of the agent, or of a prior."""
+        record = (self.evaluations if job.kind == "eval" else self.priors)[job.index]
+        j = int(job.key.rsplit("/", 1)[1])
+        record["gaps"][j] = stages[-1]["info"]["acc_target"] - stages[-1]["info"]["acc_reference"]
+        if job.kind == "prior":  # what the agent is fitted to, if it starts from this prior
+            record.setdefault("trajectories", [None] * len(self.eval_seeds))[j] = {
+                "obs": [s["obs"] for s in stages], "actions": [s["action"] for s in stages]}
         if any(g is None for g in record["gaps"]):
             return
         record["score"] = float(np.mean(record["gaps"]))
         self.logger.evaluation(record)
+        if job.kind == "prior" and all(r["score"] is not None for r in self.priors):
+            self._start_from_best_prior()
         if record is self.best_evaluation():
             with phase("checkpoint"):  # the policy file
                 atomic_save(evaluated_policy_file(record, self.env_cfg, self.config, self.cfg.episodes),
                             self.run_dir / POLICY)
 
+    def _start_from_best_prior(self) -> None:
+        """Every prior is judged: start the agent from the best (the first of equals), then train."""
+        best = max(self.priors, key=lambda r: r["score"])
+        self.start_point = {"prior": best["prior"], "val_gap": best["score"]}
+        if hasattr(self.agent, "start_from"):  # random search draws from the whole box whatever it knows
+            obs = np.concatenate([t["obs"] for t in best["trajectories"]]).astype(np.float32)
+            actions = np.concatenate([t["actions"] for t in best["trajectories"]]).astype(np.float32)
+            self.start_point["fit_error"] = self.agent.start_from(obs, actions)
+        self._start_training()
+
     def best_evaluation(self) -> Optional[dict]:
-        scored = [r for r in self.evaluations if r["score"] is not None]
+        """The best judged policy so far, a prior included."""
+        scored = [r for r in self.priors + self.evaluations if r["score"] is not None]
         return max(scored, key=lambda r: r["score"]) if scored else None
 
     # ------------------------------------------------------------------ persistence
@@ -179,6 +189,7 @@ class Search:
                 "search": {"learned": self.learned, "jobs": [dataclasses.asdict(j) for j in self.jobs],
                            "waiting": {str(n): done for n, done in self.waiting.items()},
                            "finished": self.finished, "evaluations": self.evaluations,
+                           "priors": self.priors, "start_point": self.start_point, "started": self.started,
                            "twins": {str(seed): twin for seed, twin in self.twins.items()},
                            "updates": self.updates, "worker_failures": self.worker_failures,
                            "redone_episodes": self.redone_episodes, "search_seconds": self.search_seconds,
@@ -194,6 +205,9 @@ class Search:
         self.jobs = [Job.from_dict(j) for j in state["jobs"]]
         self.waiting = {int(n): done for n, done in state["waiting"].items()}
         self.finished, self.evaluations = state["finished"], state["evaluations"]
+        # A checkpoint from before priors existed had started training without any.
+        self.priors, self.start_point = state.get("priors", []), state.get("start_point")
+        self.started = state.get("started", True)
         self.twins = {int(seed): twin for seed, twin in state["twins"].items()}
         self.worker_failures, self.redone_episodes = state["worker_failures"], state["redone_episodes"]
         self.search_seconds, self.fdu_seconds = state["search_seconds"], state["fdu_seconds"]
@@ -264,11 +278,17 @@ class Search:
 
     def results(self) -> dict:
         best, last = self.best_evaluation(), self.evaluations[-1]
+        searched = max(r["score"] for r in self.evaluations)
         return {"kind": "search", "agent": self.cfg.agent, "config": self.config, "seed": self.cfg.seed,
                 "environment": environment_info(),
                 "episodes": sorted(self.finished, key=lambda s: s["episode"]),
                 "evaluations": [{k: v for k, v in r.items() if k != "policy"} for r in self.evaluations],
-                "best": {"after_episodes": best["after_episodes"], "val_gap": best["score"]},
+                "priors": [{k: v for k, v in r.items() if k not in ("policy", "trajectories")} for r in self.priors],
+                "start_point": self.start_point,
+                # what the search added to the best prior (None without priors); policy.pt is the better
+                "improvement": None if self.start_point is None else searched - self.start_point["val_gap"],
+                "best": {**({"prior": best["prior"]} if "prior" in best else {"after_episodes": best["after_episodes"]}),
+                         "val_gap": best["score"]},
                 "last": {"after_episodes": last["after_episodes"], "val_gap": last["score"]},
                 "evaluation_seeds": self.eval_seeds, "updates": self.updates,
                 "worker_failures": self.worker_failures, "redone_episodes": self.redone_episodes,
@@ -285,10 +305,11 @@ def make_agent(name: str, env_cfg: EnvConfig, agent_cfg: DDPGConfig):
 
 
 def evaluated_policy_file(evaluation: dict, env_cfg: EnvConfig, config: dict, episodes: int) -> dict:
-    """The policy file of one greedy evaluation, saying how the policy was chosen."""
+    """The policy file of one greedy evaluation (of the agent or of a prior), saying how it was chosen."""
+    chosen = {"prior": evaluation["prior"]} if "prior" in evaluation else {"after_episodes": evaluation["after_episodes"]}
     return policy_file(evaluation["policy"], env_cfg, config,
-                       selection={"after_episodes": evaluation["after_episodes"], "of_episodes": episodes,
-                                  "val_gap": evaluation["score"], "evaluation_gaps": evaluation["gaps"]})
+                       selection={**chosen, "of_episodes": episodes, "val_gap": evaluation["score"],
+                                  "evaluation_gaps": evaluation["gaps"]})
 
 
 def _configs_from_saved(saved: dict) -> tuple:
@@ -316,10 +337,14 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
         check_ray_address(search_cfg.address or os.environ["RAY_ADDRESS"])
     run_dir = new_run_dir(search_cfg.output_dir, search_cfg.run_name,
                           f"{data_cfg.dataset}__law-search__{search_cfg.seed}__{run_stamp()}")
-    preflight(env_cfg, data_cfg)
+    counts = preflight(env_cfg, data_cfg)
+    priors = prior_family(env_cfg, counts, data_cfg.batch_size, search_cfg.init_policy) if search_cfg.priors else {}
+    if priors:
+        print(f"priors, judged before the first episode (the agent starts from the best): {', '.join(priors)}",
+              file=sys.stderr)
     with run_folder(run_dir, keep=(CHECKPOINT,)):
         run = Search(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg, run_dir)
-        run.start()
+        run.start(priors)
         return _run(run)
 
 
@@ -404,10 +429,12 @@ def _run(run: "Search") -> dict:
     return results
 
 
-def preflight(env_cfg: EnvConfig, data_cfg: DataConfig) -> None:
+def preflight(env_cfg: EnvConfig, data_cfg: DataConfig) -> torch.Tensor:
     """Fail in the driver, with the data layer's own message, before any worker starts:
     a wrong --data-root or an impossible split would otherwise surface as restarts of
-    workers that cannot build their env. Loading once also fills the decode cache."""
+    workers that cannot build their env. Loading once also fills the decode cache.
+    Returns the training split's class counts (what the class-balanced prior is fitted to)."""
     bundle = load_data(data_cfg, seed=env_cfg.data_seed, device="cpu")
     build_model(env_cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size)
     print(bundle.describe(), file=sys.stderr)
+    return bundle.class_counts

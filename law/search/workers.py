@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,6 +19,29 @@ from law.errors import ConfigError, LawError
 from law.search.config import noise_rng
 from law.timing import phase, take_phases
 from law.trainer import OptimConfig
+
+
+@dataclass(eq=False)  # a job is itself: its behaviour holds tensors
+class Job:
+    """One episode to run: a training episode (its behaviour explores), or one of the greedy
+    evaluation of the agent or of a prior."""
+
+    key: str
+    """'train/<n>', 'eval/<round>/<j>' or 'prior/<number>/<j>'."""
+    seed: int
+    kind: str
+    """train: the agent learns from it; eval: its greedy policy is judged; prior: a prior is judged."""
+    index: int
+    """Training episode number, evaluation round or prior number."""
+    behaviour: dict
+    """What it acts with (``agents.Behaviour``), fixed when the job is made."""
+    search_seed: int
+    """With the episode and stage, seeds each stage's exploration."""
+
+    @classmethod
+    def from_dict(cls, state: dict) -> "Job":
+        return cls(**state)
+
 
 class EnvWorker:
     """Owns one environment and runs whole episodes on it. Wrapped with ``ray.remote`` at
