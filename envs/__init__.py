@@ -5,11 +5,12 @@
 """
 import gymnasium
 
-from envs.stage_env import EnvConfig, StageWeightingEnv, plain_info, require_validation
+from envs.config import ACTION_MAPS, EnvConfig
+from envs.stage_env import StageWeightingEnv, plain_info, require_validation
 
 ENV_ID = "law/StageWeighting-v0"
 
 if ENV_ID not in gymnasium.registry:
     gymnasium.register(id=ENV_ID, entry_point="envs.stage_env:StageWeightingEnv")
 
-__all__ = ["ENV_ID", "EnvConfig", "StageWeightingEnv", "plain_info", "require_validation"]
+__all__ = ["ACTION_MAPS", "ENV_ID", "EnvConfig", "StageWeightingEnv", "plain_info", "require_validation"]

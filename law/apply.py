@@ -23,7 +23,7 @@ from law.config import to_dict, validate_all
 from law.data import DataConfig
 from law.errors import ConfigError
 from law.io import atomic_write_json, environment_info, new_run_dir, run_folder, run_stamp
-from law.policy_file import greedy_policy, policy_path
+from law.policy_file import check_action_box, greedy_policy, policy_path
 from law.progress import ProgressLine
 from law.sample_weights import SampleWeightsLog
 from law.train import resolve_device, seed_everything
@@ -93,6 +93,7 @@ def apply_policy(apply_cfg: ApplyConfig, env_cfg: EnvConfig, data_cfg: DataConfi
     """Train with the policy acting greedily; returns the results written to ``results.json``."""
     validate_all(apply_cfg, env_cfg, data_cfg, optim_cfg)
     require_validation(data_cfg)
+    check_action_box(policy, env_cfg)
     device = resolve_device(apply_cfg.device)
     if apply_cfg.threads:
         torch.set_num_threads(apply_cfg.threads)

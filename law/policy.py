@@ -101,3 +101,27 @@ class LAWPolicyWeighter(Weighter):
 
     def load_state_dict(self, state: dict) -> None:
         self.set_action(state["action"])
+
+
+def log_weight_ratio(theta: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``log w(f = +1) - log w(f = -1)`` of one feature's ``theta`` at bias ``b``, the other features at 0.
+
+    Features are batch z-scores, so this is the factor (in log) between a sample one batch-std above
+    the batch mean and one below it. Odd in ``theta``; about ``4 theta`` for ``b`` below -2.
+    """
+    theta, bias = np.asarray(theta, np.float64), np.asarray(bias, np.float64)
+    return np.logaddexp(0.0, 2.0 * (theta - bias)) - np.logaddexp(0.0, -2.0 * (theta + bias))
+
+
+def theta_for_log_ratio(log_ratio: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The ``theta`` whose ``log_weight_ratio`` at bias ``b`` is ``log_ratio`` (closed form; 0 gives 0 exactly).
+
+    With ``u = exp(2 theta)`` and ``R = exp(|log_ratio|)`` the ratio condition is the quadratic
+    ``u^2 - d u - R = 0`` with ``d = (R - 1) exp(2b)``: its positive root, and the sign of ``log_ratio``
+    by oddness (solving for ``|log_ratio|`` avoids cancellation).
+    """
+    log_ratio, bias = np.asarray(log_ratio, np.float64), np.asarray(bias, np.float64)
+    ratio = np.exp(np.abs(log_ratio))
+    d = (ratio - 1.0) * np.exp(2.0 * bias)
+    u = (d + np.sqrt(d * d + 4.0 * ratio)) / 2.0
+    return np.sign(log_ratio) * 0.5 * np.log(u)

@@ -96,6 +96,22 @@ def policy_env_config(policy: dict, overrides: dict) -> EnvConfig:
     return env_cfg
 
 
+def check_action_box(policy: dict, env_cfg: EnvConfig, field: str = "env", name: str = "the policy") -> None:
+    """Refuse, before any work, an env in which the policy's actions would mean another weighting.
+
+    The features, the action map and its range are part of what an action means (a file written before
+    action maps existed used the linear map); stage length, model and data are free.
+    """
+    searched = EnvConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in policy["env"].items()})
+    box = ("features", "action_map", "bias_range",
+           "action_scale" if searched.action_map == "linear" else "log_ratio_max")
+    for setting in box:
+        theirs, ours = getattr(searched, setting), getattr(env_cfg, setting)
+        if theirs != ours:
+            raise ConfigError(field, f"{name} was searched with {setting} {theirs}, this run uses {ours}: "
+                                     "its actions would mean another weighting here")
+
+
 def policy_task(policy: dict) -> tuple[DataConfig, OptimConfig]:
     """The data and optimiser the policy was searched with (``law apply``'s defaults)."""
     config = policy.get("config", {})

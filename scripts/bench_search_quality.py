@@ -60,13 +60,17 @@ from law.search.priors import (constant_schedule, fit_to_class_balanced, imbalan
 from law.data import load_data  # noqa: E402
 from law.methods import MethodConfig  # noqa: E402
 
+QUICK_TASKS = ("quick", "quick-longtail")
+"""Tasks that are search presets (offline, embedded data) rather than suites."""
+
 SEARCH_SECTIONS = ("SearchConfig", "EnvConfig", "DataConfig", "OptimConfig", "DDPGConfig")
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=add_help)
-    parser.add_argument("--task", default="quick", help="quick (the search preset) or a suite, e.g. cifar10-noisy")
-    parser.add_argument("--profile", default="cpu", help="the suite's profile (ignored for quick)")
+    parser.add_argument("--task", default="quick", help="quick or quick-longtail (the offline search presets) or a "
+                                                        "suite, e.g. cifar10-noisy")
+    parser.add_argument("--profile", default="cpu", help="the suite's profile (ignored for the quick presets)")
     parser.add_argument("--data-root", "--data-path", dest="data_root", default="", help="the suite's data")
     parser.add_argument("--agents", default=",".join(AGENTS),
                         help="search agents to compare ('none': only the hand-set schedules)")
@@ -96,8 +100,8 @@ def parse_ints(text: str, name: str) -> list[int]:
 
 def task_configs(args) -> tuple:
     """(SearchConfig, EnvConfig, DataConfig, OptimConfig, DDPGConfig) of the task's search."""
-    if args.task == "quick":
-        preset = search_preset("quick")
+    if args.task in QUICK_TASKS:
+        preset = search_preset(args.task)
         configs = tuple(preset[name] for name in SEARCH_SECTIONS)
     else:
         configs = search_configs(build_experiment(CompareConfig(suite=args.task, profile=args.profile,
@@ -341,7 +345,7 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict, pic
         "val_gap": mean_std([mean_gap[name, "val"] for name in picked]),
         "test_gap": mean_std([mean_gap[name, "test"] for name in picked]),
         "picks": {str(s): picks[s] for s in sorted(picks)}}
-    task = (args.task if args.task == "quick" else f"{args.task} / {args.profile}") + "".join(
+    task = (args.task if args.task in QUICK_TASKS else f"{args.task} / {args.profile}") + "".join(
         f", {item}" for item in args.overrides)
     lines = [f"### Search quality: {task}", "",
              f"Final gap of the greedy policy over its unweighted twin, in accuracy points, run as "
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         search_seeds = parse_ints(args.search_seeds, "search_seeds")
         eval_seeds = parse_ints(args.eval_seeds, "eval_seeds")
         configs = task_configs(args)
-        out = Path(args.output_dir) / (args.name or (args.task if args.task == "quick"
+        out = Path(args.output_dir) / (args.name or (args.task if args.task in QUICK_TASKS
                                                     else f"{args.task}__{args.profile}"))
         searches = {agent: {seed: run_search(configs, agent, seed, out / "searches", args.progress)
                             for seed in search_seeds} for agent in agents}

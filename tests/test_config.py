@@ -2,6 +2,7 @@
 from dataclasses import dataclass, field
 
 import pytest
+import torch
 
 from law.commands import Search, flags_given, parse, peek
 from law.errors import ConfigError
@@ -65,6 +66,19 @@ def test_search_flags_start_from_the_preset():
     cmd = parse(Search, ["--episodes", "5", "--data-path", "/x"], default, "law search", "")
     assert cmd.search.episodes == 5 and cmd.data.data_root == "/x"
     assert cmd.env == preset["EnvConfig"] and cmd.optim == preset["OptimConfig"]
+
+
+def test_the_quick_long_tail_preset_is_the_quick_task_with_clean_labels_and_a_long_tail():
+    from law.config import validate_all
+    from law.data import load_data
+    quick, longtail = search_preset("quick"), search_preset("quick-longtail")
+    validate_all(*longtail.values())
+    data = load_data(longtail["DataConfig"], seed=longtail["EnvConfig"].data_seed)
+    counts = data.class_counts
+    assert counts.max() / counts.min() == pytest.approx(20, rel=0.05), "as the preset's docstring says"
+    assert torch.equal(data.train.labels, data.train.clean_labels), "no label noise"
+    assert "label" in longtail["EnvConfig"].features
+    assert longtail["OptimConfig"] == quick["OptimConfig"] and longtail["SearchConfig"] == quick["SearchConfig"]
 
 
 def test_flags_given_names_fields_and_peek_reads_one_flag_early():

@@ -7,8 +7,8 @@ observations of its evaluation episodes (``agents.DDPG.start_from``). The
 family:
 
 - ``neutral``: theta = 0, plain cross-entropy (its gap is 0 by construction);
-- ``sharp loss rule``: down-weight by loss (theta_loss at its low end, b at the
-  low end of its range: the sharpest split of each batch) at every acting stage;
+- ``sharp loss rule``: down-weight by loss sharply (``sharp_loss_action``) at
+  every acting stage;
 - ``class-balanced fit`` (data whose largest class is at least ``IMBALANCED``
   times its smallest, and a search that weights by label): the (theta_label, b)
   of the box nearest to class-balanced weights, from the class counts alone;
@@ -30,12 +30,14 @@ from law.errors import ConfigError
 from law.features import FEATURE_NAMES, log_frequency_by_class, zscore_columns
 from law.methods import MethodConfig
 from law.policy import policy_weights
-from law.policy_file import load_policy
+from law.policy_file import check_action_box, load_policy
 
 IMBALANCED = 2.0
 """Largest over smallest class size from which the class-balanced fit joins the family."""
 GRID = 81
 """Actions per axis of the class-balanced fit's grid search: steps of 0.025."""
+TIE = 0.01
+"""Log-weight RMSE within which two class-balanced fits count as equal (weights 1 % apart)."""
 LABEL = FEATURE_NAMES.index("label")
 
 
@@ -47,19 +49,27 @@ def constant_schedule(env_cfg: EnvConfig, action: np.ndarray, first: int | None 
 
 
 def sharp_loss_action(env_cfg: EnvConfig) -> np.ndarray:
-    """Down-weighting by loss at its sharpest: theta_loss = -action_scale, b at the low end of its range."""
+    """Down-weighting by loss, sharply. Linear map: theta_loss = -action_scale and b at the low end of
+    its range, the box's corner. Log-ratio map: the weighting of the default linear box's corner
+    (theta_loss = -4, b = 0: the higher-loss half of each batch falls off by e^-8 per two batch-stds),
+    b clipped into the range; an interior point of the default log-ratio box."""
     if "loss" not in env_cfg.features:
         raise ConfigError("features", "the sharp loss rule weights by loss; this search has no loss feature")
-    action = np.zeros(env_cfg.action_dim, np.float32)
-    action[env_cfg.features.index("loss")] = -1.0
-    action[-1] = -1.0
-    return action
+    if env_cfg.action_map == "linear":
+        action = np.zeros(env_cfg.action_dim, np.float32)
+        action[env_cfg.features.index("loss")] = -1.0
+        action[-1] = -1.0
+        return action
+    theta = np.zeros(len(FEATURE_NAMES) + 1)
+    theta[FEATURE_NAMES.index("loss")], theta[-1] = -4.0, np.clip(0.0, *env_cfg.bias_range)
+    return np.clip(env_cfg.action(theta), -1.0, 1.0)
 
 
 def fit_to_class_balanced(counts: torch.Tensor, env_cfg: EnvConfig, beta: float, batch_size: int,
                           batches: int = 64, seed: int = 0) -> tuple[np.ndarray, float]:
     """The action (theta_label and b of the box, the rest 0) whose weights come nearest, in log scale
-    over batches drawn from the class sizes ``counts``, to class-balanced weights (``beta``).
+    over batches drawn from the class sizes ``counts``, to class-balanced weights (``beta``); of fits
+    equal to within ``TIE``, the one nearest the box's centre.
 
     Returns the action and the root-mean-square difference of log weights it leaves.
     """
@@ -73,18 +83,21 @@ def fit_to_class_balanced(counts: torch.Tensor, env_cfg: EnvConfig, beta: float,
                                         for y in labels])
     cb = class_balanced_weights(counts, beta or None).float()[labels]
     log_cb = (cb / cb.mean(dim=1, keepdim=True)).log()
-    axis = torch.linspace(-1.0, 1.0, GRID)
-    best = (float("inf"), None)
-    for a_label in axis:
-        for a_b in axis:
+    fits = []
+    for a_label in torch.linspace(-1.0, 1.0, GRID):
+        for a_b in torch.linspace(-1.0, 1.0, GRID):
             action = np.zeros(env_cfg.action_dim, np.float32)
             action[env_cfg.features.index("label")], action[-1] = a_label, a_b
             theta = torch.from_numpy(env_cfg.theta(action))
             log_w = policy_weights(features, theta[:-1], theta[-1]).log()  # every batch at once
-            error = (log_w - log_cb).pow(2).mean().sqrt().item()
-            if error < best[0]:
-                best = (error, action)
-    return best[1], best[0]
+            fits.append(((log_w - log_cb).pow(2).mean().sqrt().item(), action))
+    # Class-balanced weights are an exponential tilt, which the sigmoid reaches only as b -> -inf: the
+    # error keeps falling, by ever less, towards b's low end. Of the fits within TIE of the best, the
+    # one nearest the box's centre: a tanh actor cannot sit on a face of the box.
+    best = min(error for error, _ in fits)
+    error, action = min(((error, action) for error, action in fits if error <= best + TIE),
+                        key=lambda fit: float(np.square(fit[1]).sum()))
+    return action, error
 
 
 def imbalanced(counts: torch.Tensor) -> bool:
@@ -93,12 +106,11 @@ def imbalanced(counts: torch.Tensor) -> bool:
 
 def check_prior(policy: dict, env_cfg: EnvConfig, name: str) -> None:
     """Refuse, before any work, a policy whose actions would mean something else in this search."""
-    searched = policy["env"]
-    for field in ("num_stages", "features", "action_scale", "bias_range"):
-        theirs, ours = searched.get(field), getattr(env_cfg, field)
-        if theirs is not None and (tuple(theirs) if isinstance(theirs, list) else theirs) != ours:
-            raise ConfigError("init_policy", f"'{name}' was searched with {field} {theirs}, this search uses "
-                                             f"{ours}: its actions would mean another weighting here")
+    searched = policy["env"].get("num_stages")
+    if searched is not None and searched != env_cfg.num_stages:
+        raise ConfigError("init_policy", f"'{name}' was searched with num_stages {searched}, this search uses "
+                                         f"{env_cfg.num_stages}: it acts on other stages")
+    check_action_box(policy, env_cfg, "init_policy", f"'{name}'")
 
 
 def prior_family(env_cfg: EnvConfig, class_counts: torch.Tensor, batch_size: int,
