@@ -372,3 +372,26 @@ def test_priors_are_refused_before_any_work_when_they_cannot_act_here(tmp_path):
     with pytest.raises(ConfigError, match="init_policy.*features"):
         search(*tiny_configs(tmp_path, priors=True, init_policy=(str(foreign),)))
     assert not (tmp_path / "search").exists(), "nothing was started"
+
+
+def test_a_log_ratio_search_from_priors_applies_in_its_own_box_only(local_ray, tmp_path):
+    import dataclasses
+    search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg = tiny_configs(tmp_path, priors=True,
+                                                                       features=("loss", "label"))
+    env_cfg = dataclasses.replace(env_cfg, action_map="log_ratio", bias_range=(-3.0, 3.0))
+    results = search(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
+    assert_complete(results, 4)
+    assert [r["prior"] for r in results["priors"]] == ["neutral", "sharp loss rule", "class-balanced fit"]
+    policy = load_policy(results["policy"])
+    assert policy["env"]["action_map"] == "log_ratio"
+    applied_env = policy_env_config(policy, {})
+    applied = apply_policy(ApplyConfig(policy=results["policy"], output_dir=str(tmp_path), run_name="apply",
+                                       progress=False), applied_env, data_cfg, optim_cfg, policy)
+    # The same actions become the same weighting: the search's box, not the default one.
+    assert [s["theta"] for s in applied["stages"]] == [applied_env.theta(s["action"]).tolist()
+                                                        for s in applied["stages"]]
+    with pytest.raises(ConfigError, match="action_map log_ratio, this run uses linear"):
+        apply_policy(ApplyConfig(policy=results["policy"], output_dir=str(tmp_path), run_name="apply2",
+                                 progress=False), policy_env_config(policy, {"action_map": "linear"}),
+                     data_cfg, optim_cfg, policy)
+    assert not (tmp_path / "apply2").exists(), "refused before any work"
