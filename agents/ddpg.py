@@ -80,19 +80,15 @@ class DDPGConfig:
     action_penalty: float = 0.0
     """Pull of the actor towards its anchor: loss = -Q/mean|Q| + c*mean((a - anchor)^2) in [-1, 1] units; the
     anchor is the box centre, or the prior a search started from (start_from); 0 is plain DDPG."""
+    actor_start: int = 0
+    """Finished training episodes before the actor's first step; until then only the critic learns, from
+    exploration around the actor's start (the prior a search starts from). 0 is plain DDPG."""
     seed: int = 0
     """Seed of network initialisation, FDU shuffling and target smoothing noise."""
 
     def validate(self) -> None:
-        positive = {
-            "embed_dim": self.embed_dim,
-            "hidden": self.hidden,
-            "actor_lr": self.actor_lr,
-            "critic_lr": self.critic_lr,
-            "fdu_epochs": self.fdu_epochs,
-            "fdu_batch_size": self.fdu_batch_size,
-            "policy_delay": self.policy_delay,
-        }
+        positive = {name: getattr(self, name) for name in ("embed_dim", "hidden", "actor_lr", "critic_lr",
+                                                           "fdu_epochs", "fdu_batch_size", "policy_delay")}
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(name, f"must be > 0, got {value}")
@@ -102,14 +98,8 @@ class DDPGConfig:
                 raise ConfigError(name, f"must be in [0, 1], got {value}")
         if not 0.0 < self.tau <= 1.0:
             raise ConfigError("tau", f"must be in (0, 1] (1 copies the online nets), got {self.tau}")
-        non_negative = {
-            "noise_std": self.noise_std,
-            "noise_min": self.noise_min,
-            "grad_clip": self.grad_clip,
-            "target_noise": self.target_noise,
-            "target_noise_clip": self.target_noise_clip,
-            "action_penalty": self.action_penalty,
-        }
+        non_negative = {name: getattr(self, name) for name in ("noise_std", "noise_min", "grad_clip", "target_noise",
+                                                               "target_noise_clip", "action_penalty", "actor_start")}
         for name, value in non_negative.items():
             if not value >= 0:
                 raise ConfigError(name, f"must be >= 0, got {value}")
@@ -276,7 +266,9 @@ class DDPG:
                 q_values.append(q)
                 samples_seen += rows.numel()
                 if self.critic_steps % self.cfg.policy_delay == 0:
-                    actor_losses.append(self._actor_step(batch))
+                    # A critic fitted to a few transitions would move a good start anywhere.
+                    if self.episodes_done >= self.cfg.actor_start:
+                        actor_losses.append(self._actor_step(batch))
                     self._update_targets()
         nan = torch.full((), float("nan"), device=self.device)
         means = torch.stack([

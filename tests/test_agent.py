@@ -201,6 +201,21 @@ def test_td3_switches_delay_the_actor_and_stay_deterministic():
     assert params_equal(first.critic_targets, second.critic_targets)
 
 
+def test_the_actor_keeps_its_start_until_actor_start_episodes_have_finished():
+    import copy
+    agent = DDPG(2, -1.0, 1.0, DDPGConfig(fdu_epochs=2, fdu_batch_size=25, actor_start=2), action_dim=5)
+    start, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critics)
+    buffer = random_buffer(n=100)
+    for episode in range(2):
+        stats = agent.update(buffer)
+        assert stats["actor_steps"] == 0 and params_equal(agent.actor, start) and params_equal(agent.actor_target, start)
+        assert not params_equal(agent.critics, critic), "the critic learns meanwhile"
+        agent.end_episode()
+    assert agent.update(buffer)["actor_steps"] == 8 and not params_equal(agent.actor, start)
+    with pytest.raises(ConfigError, match="actor_start"):
+        DDPGConfig(actor_start=-1).validate()
+
+
 def test_two_seeded_runs_are_identical_and_another_seed_differs():
     buffer = random_buffer()
     runs = [DDPG(2, -1.0, 1.0, DDPGConfig(seed=seed), action_dim=5) for seed in (7, 7, 8)]
