@@ -13,10 +13,8 @@ from envs import EnvConfig
 from law.data import DataConfig
 from law.errors import ConfigError
 from law.search import SearchConfig
+from law.suites import CPU_IMBALANCED_SEARCH_ENV
 from law.trainer import OptimConfig
-
-LONGTAIL_BOX = {"bias_range": (-2.0, 2.0)}
-"""The action box of the long-tail presets (see envs.config and docs/design.md, \"Action coordinates\")."""
 
 
 def _quick() -> dict:
@@ -49,7 +47,7 @@ def _quick_longtail() -> dict:
     676 training images): weighting by label frequency matters (the class-balanced fit wins +4.8
     validation points over the twin; README, "Search quality"). Searches (theta_loss, theta_label, b)."""
     preset = _quick()
-    preset["EnvConfig"] = replace(preset["EnvConfig"], features=("loss", "label"), **LONGTAIL_BOX)
+    preset["EnvConfig"] = replace(preset["EnvConfig"], **CPU_IMBALANCED_SEARCH_ENV)  # the CPU suites' box
     preset["DataConfig"] = replace(preset["DataConfig"], noise="none", noise_rate=0.0, imbalance="longtail",
                                    imbalance_ratio=20.0)
     return preset
