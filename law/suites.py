@@ -202,7 +202,7 @@ def _imbalanced_cpu(dataset: str, profile: dict) -> Profile:
     return Profile(
         label="cpu (scaled for a 2-core CPU; not comparable with the paper's numbers)",
         budget=("about 2.5-3 h on 2 CPU cores (long tail, measured: the 21 baseline runs 53 min, the 64-episode "
-                "search 103 min, the 3 LAW runs 10 min)"),
+                "search 66 min from priors beside other runs, the 3 LAW runs 10 min)"),
         model="small_cnn",
         # Imbalance keeps ~12k (longtail 100) or ~40k (step) CIFAR-10 images; a stratified
         # 3,000 of them keep the profile (smallest long-tail class ~10 images). Not calibrated
