@@ -10,7 +10,6 @@ and ``detection.json``: each method's detectors, mean +- std over seeds.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from io import StringIO

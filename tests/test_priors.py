@@ -1,6 +1,5 @@
 """The prior family a search starts from, and the agent's start from a prior (behaviour cloning)."""
 import numpy as np
-import pytest
 import torch
 
 from agents import DDPG, DDPGConfig, TransitionBuffer

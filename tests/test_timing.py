@@ -1,5 +1,4 @@
 """law.timing: a run's phases, timed only when asked for."""
-import torch
 
 from law import timing
 from law.data import DataConfig, load_data
