@@ -59,6 +59,10 @@ class DDPGConfig:
     """Factor applied to the exploration std after every completed episode (all workers counted)."""
     noise_min: float = 0.05
     """Floor of the decayed exploration std (same units as noise_std), so late episodes still explore."""
+    noise_correlation: float = 0.0
+    """Lag-one correlation of a training episode's noise from stage to stage, at the same std (an AR(1),
+    the discretised Ornstein-Uhlenbeck noise of Lillicrap et al.): 0 draws every stage afresh, 1 holds
+    one offset for the whole episode."""
     fdu_epochs: int = 4
     """Full-data update: passes over the whole shuffled buffer at every update (every fdu_every stage ends)."""
     fdu_batch_size: int = 64
@@ -71,6 +75,11 @@ class DDPGConfig:
     target_min_critics: int = 0
     """Size of the random subset of critics whose minimum is the TD target (REDQ: 10 critics, subset 2);
     0 = all of them."""
+    pessimism: float = 0.0
+    """The actor ascends the critics' mean minus this many of their standard deviations (needs
+    n_critics >= 2): where the ensemble disagrees, away from the actions it was fitted on, Q is
+    distrusted, so a critic fitted to a few hundred transitions cannot drag a good start into
+    the box's unvisited parts. 0 is plain DDPG (the mean)."""
     policy_delay: int = 1
     """Update the actor and the targets every this many critic steps (TD3: 2)."""
     target_noise: float = 0.0
@@ -92,14 +101,16 @@ class DDPGConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigError(name, f"must be > 0, got {value}")
-        unit_interval = {"gamma": self.gamma, "noise_decay": self.noise_decay}
+        unit_interval = {"gamma": self.gamma, "noise_decay": self.noise_decay,
+                         "noise_correlation": self.noise_correlation}
         for name, value in unit_interval.items():
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(name, f"must be in [0, 1], got {value}")
         if not 0.0 < self.tau <= 1.0:
             raise ConfigError("tau", f"must be in (0, 1] (1 copies the online nets), got {self.tau}")
         non_negative = {name: getattr(self, name) for name in ("noise_std", "noise_min", "grad_clip", "target_noise",
-                                                               "target_noise_clip", "action_penalty", "actor_start")}
+                                                               "target_noise_clip", "action_penalty", "actor_start",
+                                                               "pessimism")}
         for name, value in non_negative.items():
             if not value >= 0:
                 raise ConfigError(name, f"must be >= 0, got {value}")
@@ -109,6 +120,9 @@ class DDPGConfig:
             )
         if self.n_critics < 1:
             raise ConfigError("n_critics", f"must be >= 1, got {self.n_critics}")
+        if self.pessimism > 0 and self.n_critics < 2:
+            raise ConfigError("pessimism", f"needs an ensemble (n_critics >= 2) to measure disagreement, "
+                                           f"got n_critics = {self.n_critics}")
         if not 0 <= self.target_min_critics <= self.n_critics:
             raise ConfigError("target_min_critics", f"must be in [0, n_critics = {self.n_critics}] "
                                                     f"(0 = all), got {self.target_min_critics}")
@@ -205,9 +219,10 @@ class DDPG:
 
     def behaviour_state(self) -> dict:
         """A training episode's behaviour now (``agents.policies.Behaviour`` rebuilds it): the
-        actor plus the current exploration noise, what :meth:`explore` does."""
+        actor plus the current exploration noise, correlated across the episode's stages by
+        ``noise_correlation`` (:meth:`explore` draws each call afresh)."""
         return {"kind": "gaussian", "policy": self.greedy_state(),
-                "std": (self.noise_scale * self._half_range).tolist(),
+                "std": (self.noise_scale * self._half_range).tolist(), "correlation": self.cfg.noise_correlation,
                 "low": self.action_low.tolist(), "high": self.action_high.tolist()}
 
     def act(
@@ -230,8 +245,8 @@ class DDPG:
         if explore:
             if rng is None:
                 raise ValueError("explore=True needs a numpy Generator `rng`")
-            action = gaussian_exploration(action, rng, self.noise_scale * self._half_range,
-                                          self.action_low, self.action_high)
+            action, _ = gaussian_exploration(action, rng, self.noise_scale * self._half_range,
+                                             self.action_low, self.action_high)
         return action if batched else action[0]
 
     # ---------------------------------------------------------------- learning
@@ -309,7 +324,8 @@ class DDPG:
 
     def _actor_step(self, batch: Transitions) -> torch.Tensor:
         action = self.actor(batch.obs)
-        q = torch.stack([critic(batch.obs, action) for critic in self.critics]).mean(dim=0)
+        q = torch.stack([critic(batch.obs, action) for critic in self.critics])
+        q = q.mean(dim=0) - self.cfg.pessimism * q.std(dim=0) if self.cfg.pessimism > 0 else q.mean(dim=0)
         if self.cfg.action_penalty == 0:
             loss = -q.mean()
         else:

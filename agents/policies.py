@@ -11,12 +11,14 @@ Two kinds behind one interface (``policy(obs) -> action`` in the unit box,
 
 A search's episodes act with a *behaviour*: :class:`Behaviour` is a greedy
 policy (a greedy evaluation), the actor plus Gaussian noise (a DDPG training
-episode) or uniform draws (random search), rebuilt on the worker from a plain
-state so a whole episode runs there without asking the learner for actions.
+episode; correlated across its stages if asked) or uniform draws (random
+search), rebuilt on the worker from a plain state so a whole episode runs there
+without asking the learner for actions. One behaviour acts one episode.
 """
 from __future__ import annotations
 
-from typing import Protocol, Union
+import math
+from typing import Optional, Protocol, Union
 
 import numpy as np
 import torch
@@ -84,10 +86,16 @@ def policy_from_state(state: dict) -> Policy:
 
 
 def gaussian_exploration(action: np.ndarray, rng: np.random.Generator, std: np.ndarray,
-                         low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """``action`` plus independent Gaussian noise of ``std`` per dimension, clipped to the box."""
-    noisy = action + rng.normal(0.0, 1.0, action.shape) * std
-    return np.clip(noisy, low, high).astype(np.float32)
+                         low: np.ndarray, high: np.ndarray, previous: Optional[np.ndarray] = None,
+                         correlation: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``action`` plus Gaussian noise of ``std`` per dimension, clipped to the box; returns the
+    noisy action and the noise in std units. Given the ``previous`` stage's noise, the noise is
+    an AR(1) (a discretised Ornstein-Uhlenbeck process, the noise of Lillicrap et al.'s DDPG)
+    of lag-one ``correlation`` and the same std: 0 draws each stage afresh, 1 holds one draw."""
+    noise = rng.normal(0.0, 1.0, action.shape)
+    if previous is not None:
+        noise = correlation * previous + math.sqrt(1.0 - correlation ** 2) * noise
+    return np.clip(action + noise * std, low, high).astype(np.float32), noise
 
 
 class Behaviour:
@@ -107,6 +115,8 @@ class Behaviour:
         self.policy = policy_from_state(state["policy"])
         if self.kind == "gaussian":
             self.std, self.low, self.high = (np.asarray(state[k], np.float32) for k in ("std", "low", "high"))
+            self.correlation = float(state.get("correlation", 0.0))
+            self.noise: Optional[np.ndarray] = None  # the last stage's, in std units: one behaviour per episode
 
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.kind == "uniform":
@@ -114,4 +124,6 @@ class Behaviour:
         action = self.policy(obs)
         if self.kind == "greedy":
             return action
-        return gaussian_exploration(action, rng, self.std, self.low, self.high)
+        action, self.noise = gaussian_exploration(action, rng, self.std, self.low, self.high,
+                                                  self.noise, self.correlation)
+        return action

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents import DDPG, DDPGConfig, TransitionBuffer, load_actor, polyak_update
+from agents import DDPG, Behaviour, DDPGConfig, TransitionBuffer, load_actor, polyak_update
 from law.errors import ConfigError
 
 A_STAR = np.array([0.5, -0.3, 0.2, 0.0, -0.6], np.float32)
@@ -47,6 +47,7 @@ def params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         ("tau", 0.0),
         ("noise_std", -0.1),
         ("noise_decay", 1.2),
+        ("noise_correlation", 1.5),
         ("fdu_epochs", 0),
         ("fdu_batch_size", 0),
         ("grad_clip", -1.0),
@@ -105,6 +106,37 @@ def test_explored_actions_are_clipped_to_the_box():
     explored = agent.act(stage_obs(np.arange(600) % 3), explore=True, rng=np.random.default_rng(1))
     assert np.all(explored >= LOW) and np.all(explored <= HIGH)
     assert np.all((explored == LOW).any(axis=0)) and np.all((explored == HIGH).any(axis=0))
+
+
+def episode_noise(correlation: float, episodes: int = 3000, stages: int = 6) -> np.ndarray:
+    """What a training episode's behaviour adds to the greedy action, stage by stage, in
+    std units: (episodes, stages, 5), each stage with its own generator as on a worker."""
+    agent = DDPG(stages, -10.0, 10.0, DDPGConfig(noise_std=0.1, noise_correlation=correlation), action_dim=5)
+    obs = stage_obs(np.arange(stages))
+    greedy = agent.act(obs, explore=False)
+    noise = np.empty((episodes, stages, 5))
+    for episode in range(episodes):
+        behaviour = Behaviour(agent.behaviour_state())  # one per episode, as a worker builds it
+        for stage in range(stages):
+            rng = np.random.default_rng([episode, stage])
+            noise[episode, stage] = behaviour(obs[stage], rng) - greedy[stage]  # std 0.1 x half-range 10 = 1
+    return noise
+
+
+@pytest.mark.parametrize("correlation", [0.0, 0.7])
+def test_correlated_noise_keeps_the_std_and_has_the_asked_lag_one_correlation(correlation):
+    noise = episode_noise(correlation)
+    np.testing.assert_allclose(noise.std(axis=0), 1.0, rtol=0.06)  # every stage, every dimension
+    lag_one = [np.corrcoef(noise[:, t, d], noise[:, t + 1, d])[0, 1] for t in range(5) for d in range(5)]
+    np.testing.assert_allclose(np.mean(lag_one), correlation, atol=0.03)
+    lag_two = [np.corrcoef(noise[:, t, d], noise[:, t + 2, d])[0, 1] for t in range(4) for d in range(5)]
+    np.testing.assert_allclose(np.mean(lag_two), correlation ** 2, atol=0.03)  # an AR(1), not a shared offset
+
+
+def test_noise_of_correlation_one_is_one_offset_per_episode_and_a_new_one_next_episode():
+    noise = episode_noise(1.0, episodes=50)
+    np.testing.assert_allclose(noise, np.repeat(noise[:, :1], 6, axis=1), atol=1e-5)
+    assert np.abs(np.corrcoef(noise[:-1, 0, 0], noise[1:, 0, 0])[0, 1]) < 0.4  # episodes independent
 
 
 def test_noise_decays_per_episode_down_to_its_floor():
@@ -199,6 +231,33 @@ def test_td3_switches_delay_the_actor_and_stay_deterministic():
     assert stats["minibatches"] == 8 and stats["actor_steps"] == 4
     assert second.update(buffer) == stats
     assert params_equal(first.critic_targets, second.critic_targets)
+
+
+def drift_from_the_data(pessimism: float) -> float:
+    """A one-step bandit whose reward rises linearly along every action dimension, explored only
+    near a start the actor was cloned on: how far (mean |a - start|, unit box) the greedy actor
+    moves in 30 updates. A critic extrapolates the slope out of the data; only an ensemble
+    knows where it has no data."""
+    cfg = DDPGConfig(n_critics=5, target_min_critics=2, pessimism=pessimism, fdu_epochs=4, seed=3)
+    agent = DDPG(1, -1.0, 1.0, cfg, action_dim=5)
+    rng = np.random.default_rng(0)
+    obs = stage_obs(np.zeros(256))
+    start = np.full((256, 5), -0.5, np.float32)
+    agent.start_from(obs, start)
+    actions = np.clip(start + rng.normal(0, 0.05, start.shape), -1, 1).astype(np.float32)
+    buffer = TransitionBuffer(action_dim=5)
+    buffer.extend(zip(obs, actions, actions.sum(axis=1), obs, np.ones(len(obs), bool)))
+    for _ in range(30):
+        agent.update(buffer)
+    return float(np.abs(agent.act(obs[:1], explore=False) - start[:1]).mean())
+
+
+def test_a_pessimistic_actor_stays_where_the_ensemble_has_data():
+    plain, pessimistic = drift_from_the_data(0.0), drift_from_the_data(5.0)
+    assert plain > 0.3, "the plain actor follows the critic's extrapolated slope out of the data"
+    assert pessimistic < plain / 2
+    with pytest.raises(ConfigError, match="pessimism"):
+        DDPGConfig(pessimism=1.0).validate()  # one critic: no disagreement to measure
 
 
 def test_the_actor_keeps_its_start_until_actor_start_episodes_have_finished():

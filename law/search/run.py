@@ -23,7 +23,7 @@ from law.models import build_model
 from law.policy_file import policy_file
 from law.progress import ProgressLine
 from law.search.config import (CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, SearchConfig,
-                               evaluation_seeds, noise_rng, training_seed)
+                               evaluation_seeds, training_seed)
 from law.search.priors import prior_family
 from law.search.report import SearchLogger, summary_markdown
 from law.search.workers import (EnvWorker, Job, WorkerFailed, WorkerRestarting, check_ray_address, init_ray,
