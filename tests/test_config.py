@@ -79,6 +79,8 @@ def test_the_quick_long_tail_preset_is_the_quick_task_with_clean_labels_and_a_lo
     assert torch.equal(data.train.labels, data.train.clean_labels), "no label noise"
     assert "label" in longtail["EnvConfig"].features
     assert longtail["OptimConfig"] == quick["OptimConfig"] and longtail["SearchConfig"] == quick["SearchConfig"]
+    assert longtail["DDPGConfig"].pessimism > 0 and longtail["DDPGConfig"].n_critics > 1
+    assert quick["DDPGConfig"].pessimism == 0, "measured: no help on the noisy task, and a 5-critic FDU costs"
 
 
 def test_flags_given_names_fields_and_peek_reads_one_flag_early():
