@@ -71,7 +71,7 @@ from envs.config import EnvConfig
 from envs.observation import StageObserver
 from law.data import DataConfig, load_data
 from law.errors import ConfigError, LawError
-from law.paired import PairedTrainer
+from law.paired import PairedTrainer, Requests, StageTraining, run_alone
 from law.policy import LAWPolicyWeighter
 from law.sample_weights import SampleWeightsLog
 from law.trainer import OptimConfig
@@ -102,7 +102,8 @@ class StageWeightingEnv(gym.Env):
 
     def __init__(self, env_cfg: Optional[EnvConfig] = None, data_cfg: Optional[DataConfig] = None,
                  optim_cfg: Optional[OptimConfig] = None, device: torch.device | str = "cpu",
-                 train_reference: bool = True, warm_up_cache: int = 0):
+                 train_reference: bool = True, warm_up_cache: int = 0,
+                 share_with: Optional["StageWeightingEnv"] = None):
         self.cfg = env_cfg or EnvConfig()
         self.data_cfg = data_cfg or DataConfig()
         self.optim_cfg = optim_cfg or OptimConfig()
@@ -112,7 +113,12 @@ class StageWeightingEnv(gym.Env):
         require_validation(self.data_cfg)
         self.device = torch.device(device)
         self.train_reference = train_reference
-        self.bundle = load_data(self.data_cfg, seed=self.cfg.data_seed, device=self.device)
+        # A worker's episodes run on sibling envs that share one copy of the data and one warm-up cache.
+        if share_with is not None and (share_with.cfg, share_with.data_cfg, share_with.device) != (
+                self.cfg, self.data_cfg, self.device):
+            raise LawError("an env shares the data of another env of the same configs and device only")
+        self.bundle = share_with.bundle if share_with is not None else load_data(
+            self.data_cfg, seed=self.cfg.data_seed, device=self.device)
         self.steps_per_epoch = self.bundle.train_stream(self.cfg.data_seed).steps_per_epoch
         self.steps_per_stage = self.cfg.steps_per_stage or max(
             1, round(self.cfg.epochs_per_stage * self.steps_per_epoch))
@@ -133,7 +139,7 @@ class StageWeightingEnv(gym.Env):
         # The warm-up is unweighted, so it too depends on the episode seed alone: the states it
         # ends in are kept for the last `warm_up_cache` seeds (a search reusing its seeds).
         self.warm_up_cache = warm_up_cache
-        self._warm_ups: dict[int, dict] = {}
+        self._warm_ups: dict[int, dict] = share_with._warm_ups if share_with is not None else {}
         self._twin: Optional[dict] = None  # the cached reference of this episode, if given
         self._twin_log: Optional[dict] = None  # the reference being recorded, if trained
         self.sample_log: Optional[SampleWeightsLog] = None
@@ -161,6 +167,16 @@ class StageWeightingEnv(gym.Env):
         ``options={"twin": record}`` reuses the reference of an earlier episode of
         this seed (see the module docstring) instead of training it.
         """
+        return run_alone(self.reset_requests(seed=seed, options=options))
+
+    def step(self, action):
+        return run_alone(self.step_requests(action))
+
+    # ------------------------------------------------------------------ the same, as requests
+
+    def reset_requests(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> Requests:
+        """:meth:`reset` in generator form: yields the training it needs (``law.paired.StageTraining``)
+        instead of running it, so that a worker can train several episodes' stages as one stack."""
         super().reset(seed=seed)
         twin = (options or {}).get("twin")
         if twin is not None and not (len(twin.get("val_accuracy", ())) == len(twin.get("train_loss", ()))
@@ -187,7 +203,7 @@ class StageWeightingEnv(gym.Env):
             self.observer.restore(cached["smoothed"])
             info = dict(cached["info"])
         else:
-            info = self._warm_up()
+            info = yield from self._warm_up()
             if self.warm_up_cache and self.cfg.warmup_stages:
                 self._warm_ups[episode_seed] = {"trainer": self.trainer.warm_up_state(), "info": info,
                                                 "smoothed": self.observer.state()}
@@ -196,13 +212,13 @@ class StageWeightingEnv(gym.Env):
         self.stage = self.cfg.warmup_stages
         return self.observer.observation(self.stage), info
 
-    def _warm_up(self) -> dict[str, Any]:
+    def _warm_up(self) -> Requests:
         self.observer.reset()
         info: dict[str, Any] = {}
         for stage in range(self.cfg.warmup_stages):
             self.trainer.set_lr(self.stage_lr(stage))
             self.trainer.reset_stats()
-            self.trainer.warm_up(self.steps_per_stage)
+            yield StageTraining(self.trainer, self.steps_per_stage)
             summary = self.trainer.stage_summary(f"warm-up stage {stage}")
             if self.sample_log is not None:  # the twin is a copy of the target until the agent acts
                 self.sample_log.add_stage(stage, self.trainer.stats,
@@ -213,7 +229,8 @@ class StageWeightingEnv(gym.Env):
                     "acc_target": accuracy, "loss_target": summary["target_loss"]}
         return info
 
-    def step(self, action):
+    def step_requests(self, action) -> Requests:
+        """:meth:`step` in generator form (see :meth:`reset_requests`)."""
         if self.trainer is None:
             raise LawError("call reset() before step()")
         if self.stage >= self.cfg.num_stages:
@@ -228,7 +245,7 @@ class StageWeightingEnv(gym.Env):
         trainer = self.trainer
         trainer.set_lr(self.stage_lr(self.stage))
         trainer.reset_stats()
-        trainer.train_steps(self.steps_per_stage, self.weighter)
+        yield StageTraining(trainer, self.steps_per_stage, self.weighter)
         summary = trainer.stage_summary(f"stage {self.stage}")
         if self.sample_log is not None:
             self.sample_log.add_stage(self.stage, trainer.stats,

@@ -20,7 +20,8 @@ accumulate on the device; ``stage_summary`` is the one host sync per stage.
 from __future__ import annotations
 
 import copy
-from typing import Optional
+from dataclasses import dataclass
+from typing import Any, Generator, Optional, Sequence
 
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ from torch import nn
 from law.data import DataBundle
 from law.errors import LawError
 from law.models import build_model
+from law.stacked import StackMember, run_stacked_steps
 from law.stats import WeightStats
 from law.timing import phase
 from law.trainer import DivergenceGuard, Learner, OptimConfig, evaluate, make_optimizer, run_steps, set_lr
@@ -103,13 +105,23 @@ class PairedTrainer:
                               steps_per_epoch=self.stream.steps_per_epoch, total_epochs=self.total_epochs,
                               noise_mask=self.noise_mask, guard=self.guard, amp_dtype=self.amp_dtype)
 
-    def train_steps(self, steps: int, weighter: Weighter) -> None:
-        """``steps`` paired steps with ``weighter`` on the target; statistics stay on the device."""
+    def paired_learners(self, weighter: Weighter) -> list[Learner]:
+        """The networks a paired step trains: the target with ``weighter``, its twin (if any) with CE."""
         learners = [Learner(self.target, self.target_optimizer, weighter, self.stats)]
         if self.reference is not None:
             learners.append(Learner(self.reference, self.reference_optimizer, self.uniform, self.reference_stats,
                                     role="twin"))
-        self._run(learners, steps)
+        return learners
+
+    def warm_up_learners(self) -> list[Learner]:
+        """The network the warm-up trains: the target alone, unweighted (see :meth:`warm_up`)."""
+        if self.paired_steps:
+            raise LawError("warm_up() must come before the first paired step: it overwrites the reference")
+        return [Learner(self.target, self.target_optimizer, self.uniform, self.stats, role="warm-up")]
+
+    def train_steps(self, steps: int, weighter: Weighter) -> None:
+        """``steps`` paired steps with ``weighter`` on the target; statistics stay on the device."""
+        self._run(self.paired_learners(weighter), steps)
         self.paired_steps += steps
 
     def warm_up(self, steps: int) -> None:
@@ -119,9 +131,11 @@ class PairedTrainer:
         and copying it is bit-for-bit what training both gives, at half the cost.
         Only valid before the first paired step, while the two are still equal.
         """
-        if self.paired_steps:
-            raise LawError("warm_up() must come before the first paired step: it overwrites the reference")
-        self._run([Learner(self.target, self.target_optimizer, self.uniform, self.stats, role="warm-up")], steps)
+        self._run(self.warm_up_learners(), steps)
+        self.copy_target_into_reference()
+
+    def copy_target_into_reference(self) -> None:
+        """The end of a warm-up: the reference becomes the target, parameters and momentum."""
         if self.reference is None:
             return
         self.reference.load_state_dict(self.target.state_dict())
@@ -198,3 +212,95 @@ class PairedTrainer:
     def state(self) -> dict:
         """Where training is, for logging."""
         return {"step": self.step, "epoch": self.epoch, "lr": self.lr}
+
+
+@dataclass
+class StageTraining:
+    """Steps a paired trainer is to take: its target (weighted) with its twin, or, with no
+    weighter, the unweighted warm-up. What an environment's stage asks for; run alone, or
+    stacked with other episodes' (:func:`train_together`)."""
+
+    trainer: PairedTrainer
+    steps: int
+    weighter: Optional[Weighter] = None
+
+    def run(self) -> None:
+        if self.weighter is None:
+            self.trainer.warm_up(self.steps)
+        else:
+            self.trainer.train_steps(self.steps, self.weighter)
+
+    def learners(self) -> list[Learner]:
+        trainer = self.trainer
+        return trainer.warm_up_learners() if self.weighter is None else trainer.paired_learners(self.weighter)
+
+
+def train_together(requests: Sequence[StageTraining]) -> None:
+    """Run several trainers' requests as one stack of networks (``law.stacked``).
+
+    What each trainer ends in does not depend on the others it was stacked with (the stack's
+    kernels are the same for every width), so episodes vectorised in any grouping compute
+    the same. The trainers must share data, step, step count and learning rate.
+    """
+    first = requests[0].trainer
+    for request in requests:
+        trainer = request.trainer
+        if (trainer.bundle is not first.bundle or trainer.step != first.step or trainer.lr != first.lr
+                or request.steps != requests[0].steps or trainer.amp_dtype != first.amp_dtype):
+            raise LawError("trainers stacked together need the same data, step, steps, learning rate and "
+                           "precision")
+    members = [StackMember(learner, request.trainer.stream, request.trainer.guard)
+               for request in requests for learner in request.learners()]
+    end = run_stacked_steps(members, requests[0].steps, start_step=first.step,
+                            steps_per_epoch=first.stream.steps_per_epoch, total_epochs=first.total_epochs,
+                            noise_mask=first.noise_mask, amp_dtype=first.amp_dtype)
+    for request in requests:
+        request.trainer.step = end
+        if request.weighter is None:
+            request.trainer.copy_target_into_reference()
+        else:
+            request.trainer.paired_steps += request.steps
+
+
+Requests = Generator[StageTraining, None, Any]
+"""An environment's reset or step in generator form: yields the training it needs, returns its result."""
+
+
+def run_alone(requests: Requests) -> Any:
+    """Drive one reset or step, training each request as it comes; its result."""
+    return run_in_lockstep([requests], stacked=False)[0]
+
+
+def run_in_lockstep(generators: Sequence[Requests], stacked: bool) -> list:
+    """Drive several episodes' requests round by round until each returns; their results.
+
+    ``stacked``: each round's requests that can share a stack (same step, steps and learning
+    rate) train as one (:func:`train_together`); else one by one, as a lone episode would.
+    """
+    results: list = [None] * len(generators)
+    pending: dict[int, StageTraining] = {}
+
+    def advance(i: int) -> None:
+        try:
+            pending[i] = next(generators[i])
+        except StopIteration as stop:
+            pending.pop(i, None)
+            results[i] = stop.value
+
+    for i in range(len(generators)):
+        advance(i)
+    while pending:
+        round_ = list(pending.items())
+        if stacked:
+            groups: dict[tuple, list[StageTraining]] = {}
+            for _, request in round_:
+                key = (request.trainer.step, request.steps, request.trainer.lr)
+                groups.setdefault(key, []).append(request)
+            for group in groups.values():
+                train_together(group)
+        else:
+            for _, request in round_:
+                request.run()
+        for i, _ in round_:
+            advance(i)
+    return results

@@ -21,8 +21,14 @@ process, and ends with
 
     search wall time / (episodes x one plain training run / workers): R.RRx
 
+With ``--vectorised K ...`` it runs the N-worker search once per K, each worker
+running K episodes at once as one stack of networks (``--episodes-per-worker``
+of ``law search``; K = 1 trains them one by one), and prints episodes per hour
+at each K against K = 1.
+
     python scripts/bench_search.py                     # on this machine: 2 workers
     python scripts/bench_search.py --cost-ratio
+    python scripts/bench_search.py --vectorised 1 2 4 8
 """
 from __future__ import annotations
 
@@ -50,6 +56,7 @@ WORKER_PHASES = [  # (row, phase of law.timing); nested phases are subtracted be
     ("features and weights (LAW's policy)", "features and weights"),
     ("SGD twin (episodes that train it; the others replay the cache)", "sgd twin"),
     ("SGD warm-up (target alone, copied into the twin)", "sgd warm-up"),
+    ("SGD of stacked networks (K > 1: targets, twins, warm-ups; features and weights excluded)", "sgd stacked"),
     ("validation evaluations", "val evaluation"),
     ("test evaluations (a search needs none)", "test evaluation"),
     ("data loading (batches, augmentation)", "data"),
@@ -57,24 +64,25 @@ WORKER_PHASES = [  # (row, phase of law.timing); nested phases are subtracted be
 
 
 def run(workers: int, cpus_per_worker: float, episodes: int, out_dir: str, seed_pool: int, in_flight: int = 0,
-        priors: bool = True) -> dict:
+        priors: bool = True, at_once: int = 1) -> dict:
     preset = search_preset("quick")
     search_cfg = dataclasses.replace(preset["SearchConfig"], workers=workers, cpus_per_worker=cpus_per_worker,
                                      episodes=episodes, output_dir=out_dir, progress=False,
                                      eval_every=min(episodes, preset["SearchConfig"].eval_every),
                                      seed_pool=seed_pool, in_flight=in_flight, priors=priors,
-                                     run_name=f"w{workers}_c{cpus_per_worker:g}_p{seed_pool}_e{episodes}")
+                                     episodes_per_worker=at_once,
+                                     run_name=f"w{workers}_c{cpus_per_worker:g}_p{seed_pool}_e{episodes}_k{at_once}")
     started = time.perf_counter()
     results = search(search_cfg, preset["EnvConfig"], preset["DataConfig"], preset["OptimConfig"],
                      preset["DDPGConfig"])
     seconds = time.perf_counter() - started
     greedy = (len(results["evaluations"]) + len(results["priors"])) * len(results["evaluation_seeds"])
-    return {"workers": workers, "cpus_per_worker": cpus_per_worker, "seed_pool": seed_pool,
+    return {"workers": workers, "cpus_per_worker": cpus_per_worker, "seed_pool": seed_pool, "at_once": at_once,
             "episodes": episodes, "greedy_episodes": greedy, "calls": episodes + greedy + results["redone_episodes"],
             "seconds": seconds, "search_seconds": results["search_seconds"],
             "episodes_per_hour": episodes / seconds * 3600,
             "fdu_fraction": results["fdu_seconds"] / results["search_seconds"],
-            "phase_times": results["phase_times"]}
+            "best_val_gap": results["best"]["val_gap"], "phase_times": results["phase_times"]}
 
 
 def ping_seconds(calls: int = 20) -> float:
@@ -105,8 +113,10 @@ def breakdown(result: dict, ping: float) -> list[tuple[str, float]]:
     seconds = lambda phases, name: phases.get(name, {}).get("seconds", 0.0)
     total = lambda name: sum(seconds(w, name) for w in workers)
     rows = []
+    # The policy's features and weights are timed inside the target's SGD, or the stack's.
+    holder = "sgd stacked" if total("sgd stacked") else "sgd target"
     for label, name in WORKER_PHASES:
-        value = total(name) - (total("features and weights") if name == "sgd target" else 0.0)
+        value = total(name) - (total("features and weights") if name == holder else 0.0)
         rows.append((label, value))
     busy = total("worker call")
     rows.append(("workers' other work (networks set up, statistics, stage sync)",
@@ -165,6 +175,8 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=0, help="--cost-ratio: episodes in flight (0: workers + 1)")
     parser.add_argument("--no-priors", dest="priors", action="store_false",
                         help="--cost-ratio: without judging the priors first (the paper's search)")
+    parser.add_argument("--vectorised", type=int, nargs="+", default=[], metavar="K",
+                        help="only the N-worker search, once per K episodes run at once by each worker")
     parser.add_argument("--output", default="", help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -176,7 +188,21 @@ def main() -> None:
     ping = ping_seconds()
     figures: dict = {"ping_seconds": ping, "environment": environment_info()}
     with tempfile.TemporaryDirectory() as out:
-        if args.cost_ratio:
+        if args.vectorised:
+            episodes = args.episodes or search_preset("quick")["SearchConfig"].episodes
+            rows = [run(n, 1.0, episodes, out, seed_pool=pool, at_once=k) for k in args.vectorised]
+            ray.shutdown()
+            print(f"quick preset, {n} workers x 1 CPU, {episodes} training episodes; K episodes per worker at once")
+            print(f"{'K':>3} {'seconds':>8} {'episodes/h':>10} {'vs K=1':>7} {'stacked SGD share':>17} "
+                  f"{'best val gap':>12}")
+            base = next((r for r in rows if r["at_once"] == 1), rows[0])
+            for r in rows:
+                stacked = sum(w.get("sgd stacked", {}).get("seconds", 0.0) for w in r["phase_times"]["workers"])
+                print(f"{r['at_once']:>3} {r['seconds']:>8.1f} {r['episodes_per_hour']:>10.1f} "
+                      f"{r['episodes_per_hour'] / base['episodes_per_hour']:>6.2f}x "
+                      f"{stacked / (n * r['search_seconds']):>17.1%} {100 * r['best_val_gap']:>+12.1f}")
+            figures |= {"vectorised": rows}
+        elif args.cost_ratio:
             episodes = args.episodes or search_preset("quick")["SearchConfig"].episodes
             parallel = run(n, 1.0, episodes, out, seed_pool=pool, in_flight=args.in_flight, priors=args.priors)
             ray.shutdown()

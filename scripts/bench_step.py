@@ -4,9 +4,9 @@
    convolution weights in the standard (C, H, W) layout against channels-last,
    the layout ``build_model`` gives on the CPU.
 2. Vectorised networks: K networks of one architecture trained one by one
-   against one batched model (``torch.func.stack_module_state`` + ``vmap`` over
-   ``functional_call``), each network with its own batch, as K episodes on one
-   worker would train. Prints the time per network-step both ways, the speed-up
+   against one stack of them (``law.stacked``: ``torch.func.stack_module_state``
+   + ``vmap`` over ``functional_call``), each network with its own batch, as a
+   worker running K episodes at once trains them. Prints the time per network-step both ways, the speed-up
    (above 1: vectorising pays) and how far the batched networks' parameters are
    from the one-by-one ones after the timed steps (0: bit for bit).
 
@@ -29,12 +29,14 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from law.models import build_model  # noqa: E402
-from law.trainer import OptimConfig, make_optimizer  # noqa: E402
+from law.stacked import StackedLearners  # noqa: E402
+from law.stats import WeightStats  # noqa: E402
+from law.trainer import Learner, OptimConfig, make_optimizer  # noqa: E402
+from law.weighting import Progress, Weighter  # noqa: E402
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -77,38 +79,22 @@ def one_by_one(models: list[nn.Module]) -> Callable[[torch.Tensor, torch.Tensor]
     return step
 
 
-class Vectorised:
-    """K networks as one batched model: stacked parameters and buffers, one vmapped forward, one
-    backward of the summed losses (each network's gradient is its own loss's), one SGD over the
-    stacked tensors (SGD is elementwise, so it is K optimisers' update)."""
+def stacked(models: list[nn.Module]) -> tuple[StackedLearners, list[Learner]]:
+    """Copies of ``models`` as one stack (``law.stacked``, what a worker running K episodes trains)."""
+    copies = copy.deepcopy(models)
+    learners = [Learner(model, make_optimizer(model, OptimConfig()), Weighter(), WeightStats(10))
+                for model in copies]
+    return StackedLearners(learners), learners
 
-    def __init__(self, models: list[nn.Module]):
-        params, self.buffers = stack_module_state(copy.deepcopy(models))
-        self.params = {name: p.detach().requires_grad_() for name, p in params.items()}
-        self.skeleton = copy.deepcopy(models[0]).to("meta")
-        cfg = OptimConfig()
-        self.optimizer = torch.optim.SGD(list(self.params.values()), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
-        # The buffers (batch-norm running statistics) are batched too, so their in-place updates land
-        # in each network's own slice.
-        self.forward = vmap(lambda p, b, x: functional_call(self.skeleton, (p, b), (x,)))
 
-    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        logits = self.forward(self.params, self.buffers, inputs)
-        losses = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-        loss = losses.view(targets.shape).mean(dim=1).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-
-    def distance(self, models: list[nn.Module]) -> float:
-        """Largest absolute difference of a parameter or buffer from the one-by-one networks'."""
-        worst = 0.0
-        for k, model in enumerate(models):
-            state = model.state_dict()
-            for name, stacked in {**self.params, **self.buffers}.items():
-                worst = max(worst, (stacked[k].detach().double() - state[name].double()).abs().max().item())
-        return worst
+def distance(stack: StackedLearners, learners: list[Learner], models: list[nn.Module]) -> float:
+    """Largest absolute difference of a stacked network's parameter or buffer from the one-by-one one's."""
+    stack.write_back()
+    worst = 0.0
+    for learner, model in zip(learners, models):
+        for value, expected in zip(learner.model.state_dict().values(), model.state_dict().values()):
+            worst = max(worst, (value.double() - expected.double()).abs().max().item())
+    return worst
 
 
 def interleaved(first: Callable[[], None], second: Callable[[], None], steps: int) -> tuple[float, float]:
@@ -136,12 +122,13 @@ def layout_figures(args) -> dict:
 
 def vectorised_figures(args, k: int) -> dict:
     separate = networks(args, k)
-    batched = Vectorised(separate)
+    stack, learners = stacked(separate)
     inputs, targets = batches(args, k)
     step = one_by_one(separate)
-    seconds = interleaved(lambda: step(inputs, targets), lambda: batched(inputs, targets), args.steps)
+    seconds = interleaved(lambda: step(inputs, targets), lambda: stack.step(inputs, targets, Progress()),
+                          args.steps)
     return {"k": k, "one_by_one_ms": 1e3 * seconds[0] / k, "vectorised_ms": 1e3 * seconds[1] / k,
-            "speed_up": seconds[0] / seconds[1], "max_difference": batched.distance(separate),
+            "speed_up": seconds[0] / seconds[1], "max_difference": distance(stack, learners, separate),
             "steps_compared": args.steps + 1}
 
 

@@ -120,6 +120,26 @@ def test_what_a_search_computes_does_not_depend_on_its_workers(local_ray, tmp_pa
     assert json.loads((Path(one["run_dir"]) / "results.json").read_text())["config"]["SearchConfig"]["in_flight"] == 3
 
 
+def test_vectorised_episodes_compute_one_search_at_every_k_and_k1_within_float_noise(local_ray, tmp_path):
+    # K episodes per worker train as one stack: K = 2 on two workers and K = 3 on one are the same
+    # search bit for bit. K = 1 trains the networks one by one, whose floats differ in the last bits:
+    # the same search up to that (gaps within two validation samples, the actor within 1e-4).
+    common = dict(in_flight=3, episodes=5)
+    two = search(*tiny_configs(tmp_path, run_name="k2", episodes_per_worker=2, **common))
+    three = search(*tiny_configs(tmp_path, run_name="k3", workers=1, episodes_per_worker=3, **common))
+    one = search(*tiny_configs(tmp_path, run_name="k1", **common))
+    assert fingerprint(two) == fingerprint(three)
+    assert_complete(two, 5)
+    assert {e["worker"] for e in two["episodes"]} == {0, 1}
+    for vectorised, plain in zip(sorted(two["episodes"], key=lambda e: e["episode"]),
+                                 sorted(one["episodes"], key=lambda e: e["episode"])):
+        assert vectorised["gap"] == pytest.approx(plain["gap"], abs=2 / TINY_DATA["val_size"])
+    actor = lambda results: [np.frombuffer(w, np.float32) for w in fingerprint(results)[4]]
+    assert all(np.allclose(a, b, rtol=0, atol=1e-4) for a, b in zip(actor(two), actor(one)))
+    saved = json.loads((Path(two["run_dir"]) / "results.json").read_text())["config"]["SearchConfig"]
+    assert saved["episodes_per_worker"] == 2
+
+
 def test_random_search_keeps_its_best_schedule_and_apply_runs_it(local_ray, tmp_path):
     results = search(*tiny_configs(tmp_path, agent="random", episodes=5, eval_every=5, eval_seeds=1))
     assert_complete(results, 5)
@@ -246,9 +266,14 @@ def test_a_wrong_data_root_fails_before_any_worker_or_folder_is_made(tmp_path):
 
 def test_search_config_errors_name_the_field(tmp_path):
     for field, value in (("workers", 0), ("agent", "ppo"), ("seed_pool", -1), ("eval_every", 0),
-                         ("eval_seeds", 0)):
+                         ("eval_seeds", 0), ("episodes_per_worker", 0)):
         with pytest.raises(ConfigError, match=field):
             SearchConfig(**{field: value}).validate()
+    configs = list(tiny_configs(tmp_path, episodes_per_worker=2))
+    configs[1] = EnvConfig(**{**TINY_ENV, "model": "mobilenet_v2"})
+    with pytest.raises(ConfigError, match="episodes_per_worker.*dropout"):
+        search(*configs)
+    assert not list(tmp_path.iterdir()), "refused before any folder was made"
     with pytest.raises(ConfigError, match="resume.*no checkpoint.pt"):
         SearchConfig(resume=str(tmp_path)).validate()
     cfg = SearchConfig(seed=1, seed_pool=3, eval_seeds=4)

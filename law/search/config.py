@@ -36,7 +36,13 @@ class SearchConfig:
     in_flight: int = 0
     """Training episodes that may run at once: episode n acts with the agent as it was after learning from
     episodes 0..n-in_flight (1: from every earlier one). It, not the workers, fixes what a search computes;
-    0 = workers + 1 (kept in the run's config), so the learner's updates never hold a worker up."""
+    0 = workers x episodes_per_worker + 1 (kept in the run's config), so the learner's updates never hold a
+    worker up."""
+    episodes_per_worker: int = 1
+    """Episodes a worker runs at once, their networks trained as one stacked model (vectorised episodes):
+    what fills a GPU that one small network leaves idle; slower on a CPU (README, "Vectorised episodes").
+    1 = one episode at a time, its networks trained one by one. Every value >= 2 computes the same search;
+    it differs from 1 in the last bits of the networks' floats."""
     cpus_per_worker: float = 1.0
     """CPUs reserved per worker; also its torch thread count."""
     gpus_per_worker: float = 0.0
@@ -81,7 +87,10 @@ class SearchConfig:
         if self.workers < 1:
             raise ConfigError("workers", f"must be >= 1, got {self.workers}")
         if self.in_flight < 0:
-            raise ConfigError("in_flight", f"must be >= 0 (0 = workers + 1), got {self.in_flight}")
+            raise ConfigError("in_flight", f"must be >= 0 (0 = workers x episodes_per_worker + 1), "
+                                           f"got {self.in_flight}")
+        if self.episodes_per_worker < 1:
+            raise ConfigError("episodes_per_worker", f"must be >= 1, got {self.episodes_per_worker}")
         if self.cpus_per_worker <= 0:
             raise ConfigError("cpus_per_worker", "must be > 0")
         if self.gpus_per_worker < 0:

@@ -20,6 +20,7 @@ from law.errors import ConfigError, Interrupted, LawError
 from law.io import (atomic_save, atomic_write_json, atomic_write_text, environment_info,
                     new_run_dir, run_folder, run_stamp)
 from law.models import build_model
+from law.stacked import check_stackable
 from law.policy_file import policy_file
 from law.progress import ProgressLine
 from law.search.config import (CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, SearchConfig,
@@ -219,47 +220,54 @@ class Search:
     # ------------------------------------------------------------------ the whole search
 
     def run(self, workers: list, logger: "SearchLogger", bar: ProgressLine) -> None:
-        """Keep every worker busy with the next job; learn from what comes back as it comes."""
+        """Keep every worker busy with the next jobs; learn from what comes back as it comes."""
         self.logger = logger
         idle = list(range(len(workers)))
-        running: dict[Any, tuple[int, Job]] = {}  # future -> (worker, job)
-        failures: dict[str, list] = {}  # job key -> [faults in a row, seconds waited for a restart]
+        running: dict[Any, tuple[int, list[Job]]] = {}  # future -> (worker, its jobs)
+        failures: dict[str, list] = {}  # first job's key -> [faults in a row, seconds waited for a restart]
         clock = time.perf_counter()
         self.checkpoint()  # from here on an interrupted search can be resumed
         while not self.done:
             self._dispatch(workers, idle, running)
             with phase("waiting for workers"):
                 (future,), _ = ray.wait(list(running), num_returns=1)
-            worker, job = running.pop(future)
-            stages = result_of(future, worker)
-            if isinstance(stages, WorkerFailed):
-                self._after_fault(job, stages, failures.setdefault(job.key, [0, 0.0]), worker)
-                running[self._submit(workers[worker], job)] = (worker, job)
+            worker, jobs = running.pop(future)
+            episodes = result_of(future, worker)
+            if isinstance(episodes, WorkerFailed):
+                self._after_fault(episodes, failures.setdefault(jobs[0].key, [0, 0.0]), worker, len(jobs))
+                running[self._submit(workers[worker], jobs)] = (worker, jobs)
                 continue
-            failures.pop(job.key, None)
-            self.jobs.remove(job)
+            failures.pop(jobs[0].key, None)
+            for job in jobs:
+                self.jobs.remove(job)
             idle.append(worker)
             self._dispatch(workers, idle, running)  # first: the worker does not wait for the learner
-            self.record(job, stages, worker)
+            for job, stages in zip(jobs, episodes):
+                self.record(job, stages, worker)
             now = time.perf_counter()
             self.search_seconds, clock = self.search_seconds + now - clock, now
             self.checkpoint()
             best = self.best_evaluation()
-            bar.update(self.learned, f"{len(running)} running" + (
+            bar.update(self.learned, f"{sum(len(j) for _, j in running.values())} running" + (
                 f"  best greedy val gap {100 * best['score']:+.1f}" if best else ""))
 
     def _dispatch(self, workers: list, idle: list, running: dict) -> None:
-        started = {job.key for _, job in running.values()}
-        for job in [j for j in self.jobs if j.key not in started][:len(idle)]:
+        """The next jobs not running yet to the idle workers, up to episodes_per_worker each."""
+        started = {job.key for _, jobs in running.values() for job in jobs}
+        ready = [j for j in self.jobs if j.key not in started]
+        per_worker = self.cfg.episodes_per_worker
+        while idle and ready:
+            jobs, ready = ready[:per_worker], ready[per_worker:]
             worker = idle.pop(0)
-            running[self._submit(workers[worker], job)] = (worker, job)
+            running[self._submit(workers[worker], jobs)] = (worker, jobs)
 
-    def _submit(self, worker, job: Job):
-        return worker.run_episode.remote(dataclasses.asdict(job), self.twins.get(job.seed))
+    def _submit(self, worker, jobs: list[Job]):
+        return worker.run_episodes.remote([dataclasses.asdict(job) for job in jobs],
+                                          [self.twins.get(job.seed) for job in jobs])
 
-    def _after_fault(self, job: Job, fault: WorkerFailed, streak: list, worker: int) -> None:
-        """A worker died running ``job``: wait for Ray to restart it, then the job runs again
-        from its start, and the search goes on exactly as it would have without the fault."""
+    def _after_fault(self, fault: WorkerFailed, streak: list, worker: int, jobs: int) -> None:
+        """A worker died running ``jobs`` episodes: wait for Ray to restart it, then they run again
+        from their start, and the search goes on exactly as it would have without the fault."""
         if streak[0] and isinstance(fault, WorkerRestarting):  # the same death, still restarting
             if streak[1] > RESTART_TIMEOUT:
                 raise LawError(f"worker {worker} did not come back within {RESTART_TIMEOUT:.0f} s of its "
@@ -269,7 +277,7 @@ class Search:
         else:
             streak[0] += 1
             self.worker_failures += 1
-            self.redone_episodes += 1
+            self.redone_episodes += jobs
             if streak[0] > self.cfg.max_worker_restarts:
                 raise LawError(f"worker {worker} failed {streak[0]} times in a row (last: {fault}); the "
                                f"search is checkpointed: fix the cause, then --resume {self.run_dir}")
@@ -330,14 +338,15 @@ def search(search_cfg: SearchConfig, env_cfg: EnvConfig, data_cfg: DataConfig,
         raise ConfigError("resume", "search() starts new searches; continue one with resume_search(run_dir)")
     agent_cfg = dataclasses.replace(agent_cfg, seed=search_cfg.seed)  # one --seed seeds everything
     if not search_cfg.in_flight:
-        search_cfg = dataclasses.replace(search_cfg, in_flight=search_cfg.workers + 1)
+        search_cfg = dataclasses.replace(search_cfg,
+                                         in_flight=search_cfg.workers * search_cfg.episodes_per_worker + 1)
     validate_all(search_cfg, env_cfg, data_cfg, optim_cfg, agent_cfg)
     require_validation(data_cfg)
     if search_cfg.address or os.environ.get("RAY_ADDRESS"):
         check_ray_address(search_cfg.address or os.environ["RAY_ADDRESS"])
     run_dir = new_run_dir(search_cfg.output_dir, search_cfg.run_name,
                           f"{data_cfg.dataset}__law-search__{search_cfg.seed}__{run_stamp()}")
-    counts = preflight(env_cfg, data_cfg)
+    counts = preflight(env_cfg, data_cfg, stacked=search_cfg.episodes_per_worker > 1)
     priors = prior_family(env_cfg, counts, data_cfg.batch_size, search_cfg.init_policy) if search_cfg.priors else {}
     if priors:
         print(f"priors, judged before the first episode (the agent starts from the best): {', '.join(priors)}",
@@ -399,7 +408,7 @@ def _run(run: "Search") -> dict:
         threads = max(1, int(cfg.cpus_per_worker))
         recurring_seeds = cfg.seed_pool + cfg.eval_seeds  # their warm-ups are kept too
         workers = [remote.remote(run.env_cfg, run.data_cfg, run.optim_cfg, threads, cfg.gpus_per_worker > 0,
-                                 recurring_seeds) for _ in range(cfg.workers)]
+                                 recurring_seeds, cfg.episodes_per_worker) for _ in range(cfg.workers)]
         logger = SearchLogger(run_dir, run.config)
         bar = ProgressLine(cfg.episodes, f"search ({cfg.agent})", enabled=cfg.progress)
         run.run(workers, logger, bar)
@@ -429,12 +438,18 @@ def _run(run: "Search") -> dict:
     return results
 
 
-def preflight(env_cfg: EnvConfig, data_cfg: DataConfig) -> torch.Tensor:
+def preflight(env_cfg: EnvConfig, data_cfg: DataConfig, stacked: bool = False) -> torch.Tensor:
     """Fail in the driver, with the data layer's own message, before any worker starts:
     a wrong --data-root or an impossible split would otherwise surface as restarts of
     workers that cannot build their env. Loading once also fills the decode cache.
+    ``stacked``: the workers train their episodes as one stack, which the model must allow.
     Returns the training split's class counts (what the class-balanced prior is fitted to)."""
     bundle = load_data(data_cfg, seed=env_cfg.data_seed, device="cpu")
-    build_model(env_cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size)
+    model = build_model(env_cfg.model, bundle.num_classes, bundle.in_channels, bundle.image_size)
+    if stacked:
+        try:
+            check_stackable(model)
+        except LawError as error:
+            raise ConfigError("episodes_per_worker", str(error)) from None
     print(bundle.describe(), file=sys.stderr)
     return bundle.class_counts

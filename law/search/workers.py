@@ -16,6 +16,7 @@ from agents import Behaviour
 from envs import EnvConfig, StageWeightingEnv, plain_info
 from law.data import DataConfig
 from law.errors import ConfigError, LawError
+from law.paired import Requests, run_in_lockstep
 from law.search.config import noise_rng
 from law.timing import phase, take_phases
 from law.trainer import OptimConfig
@@ -44,34 +45,49 @@ class Job:
 
 
 class EnvWorker:
-    """Owns one environment and runs whole episodes on it. Wrapped with ``ray.remote`` at
-    launch, so it also runs in-process for debugging and tests."""
+    """Owns ``episodes_at_once`` environments (sharing one copy of the data) and runs whole
+    episodes on them. Wrapped with ``ray.remote`` at launch, so it also runs in-process for
+    debugging and tests."""
 
     def __init__(self, env_cfg: EnvConfig, data_cfg: DataConfig, optim_cfg: OptimConfig,
-                 threads: int, use_gpu: bool, recurring_seeds: int = 0):
+                 threads: int, use_gpu: bool, recurring_seeds: int = 0, episodes_at_once: int = 1):
         torch.set_num_threads(max(1, threads))
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.env = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, warm_up_cache=recurring_seeds)
+        first = StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device, warm_up_cache=recurring_seeds)
+        self.envs = [first] + [StageWeightingEnv(env_cfg, data_cfg, optim_cfg, device=device,
+                                                 warm_up_cache=recurring_seeds, share_with=first)
+                               for _ in range(episodes_at_once - 1)]
+        # One at a time, the networks train one by one; more, as one stack (law.stacked) even
+        # when fewer jobs come, so that every episode of the search sees the same kernels.
+        self.stacked = episodes_at_once > 1
 
-    def run_episode(self, job: dict, twin: Optional[dict]) -> list[dict]:
-        """One episode of ``job`` (a search's Job as a dict): fresh identical networks, the
-        warm-up, then every acting stage with the job's behaviour. ``twin`` is the cached
-        record of the seed's unweighted twin, if the search has one. Returns one record per
-        acting stage: the transition and the env's info. Deterministic, so a redone episode
-        returns the very same records."""
+    def run_episodes(self, jobs: list[dict], twins: list[Optional[dict]]) -> list[list[dict]]:
+        """The episodes of ``jobs`` (a search's Jobs as dicts), in lockstep: fresh identical
+        networks, the warm-up, then every acting stage with the job's behaviour. ``twins[i]``
+        is the cached record of job i's unweighted twin, if the search has one. Returns, per
+        job, one record per acting stage: the transition and the env's info. Deterministic,
+        so a redone episode returns the very same records."""
+        if not 1 <= len(jobs) <= len(self.envs) or len(twins) != len(jobs):
+            raise LawError(f"a worker runs 1 to {len(self.envs)} episodes at once, each with its twin (or "
+                           f"None); got {len(jobs)} jobs and {len(twins)} twins")
         with phase("worker call"):
-            behaviour = Behaviour(job["behaviour"])
-            obs, _ = self.env.reset(seed=job["seed"], options={"twin": twin})
-            stages, done = [], False
-            while not done:
-                action = behaviour(obs, noise_rng(job["search_seed"], job["index"], int(obs[0])))
-                next_obs, reward, terminated, truncated, info = self.env.step(action)
-                done = bool(terminated or truncated)
-                stages.append({"obs": obs.tolist(), "action": np.asarray(action, np.float32).tolist(),
-                               "reward": float(reward), "next_obs": next_obs.tolist(), "done": done,
-                               "info": plain_info(info)})
-                obs = next_obs
-            return stages
+            episodes = [self._episode(env, job, twin) for env, job, twin in zip(self.envs, jobs, twins)]
+            return run_in_lockstep(episodes, stacked=self.stacked)
+
+    @staticmethod
+    def _episode(env: StageWeightingEnv, job: dict, twin: Optional[dict]) -> Requests:
+        behaviour = Behaviour(job["behaviour"])
+        obs, _ = yield from env.reset_requests(seed=job["seed"], options={"twin": twin})
+        stages, done = [], False
+        while not done:
+            action = behaviour(obs, noise_rng(job["search_seed"], job["index"], int(obs[0])))
+            next_obs, reward, terminated, truncated, info = yield from env.step_requests(action)
+            done = bool(terminated or truncated)
+            stages.append({"obs": obs.tolist(), "action": np.asarray(action, np.float32).tolist(),
+                           "reward": float(reward), "next_obs": next_obs.tolist(), "done": done,
+                           "info": plain_info(info)})
+            obs = next_obs
+        return stages
 
     def phase_times(self) -> dict:
         """This worker's phase totals since the last call (``law.timing``; empty unless enabled)."""
