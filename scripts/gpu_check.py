@@ -9,9 +9,13 @@ Checks, each PASS / FAIL / SKIP with its figures:
 3. a 2-worker search with 0.5 GPU per worker (fractional GPUs on one device);
 4. one L2RW and one LOW step (finite losses, weights that sum as they should);
 5. step-time ratios on the device: paired / plain (``bench_paired.py``), and
-   LOW / plain, L2RW / plain (``bench_weighters.py``).
+   LOW / plain, L2RW / plain (``bench_weighters.py``);
+6. vectorised episodes (``--episodes-per-worker``): K CIFAR-size episodes at
+   once as one stack of networks, a no-op policy's target bit-identical to its
+   twin inside the stack, and episodes per hour of one worker at K = 1 (one by
+   one) and K = 2, 4, 8.
 
-On a machine without CUDA it runs checks 1, 4 and 5 on the CPU (so CI keeps the
+On a machine without CUDA it runs checks 1, 4, 5 and 6 on the CPU (so CI keeps the
 script working) and skips 2 and 3 with the reason. Exit status 1 if a check fails.
 
     python scripts/gpu_check.py                 # on a GPU machine: a few minutes
@@ -41,6 +45,7 @@ from envs import EnvConfig, StageWeightingEnv  # noqa: E402
 from law.data import DataConfig  # noqa: E402
 from law.methods import MethodConfig  # noqa: E402
 from law.models import build_model  # noqa: E402
+from law.paired import run_in_lockstep  # noqa: E402
 from law.search import SearchConfig, search  # noqa: E402
 from law.train import RunConfig, train  # noqa: E402
 from law.trainer import OptimConfig, train_step  # noqa: E402
@@ -142,6 +147,42 @@ def check_ratios(device: torch.device, steps: int) -> str:
             f"LOW/plain {low:.2f}x, L2RW/plain {l2rw:.2f}x (plain {1000 * plain:.1f} ms)")
 
 
+def _episode(env: StageWeightingEnv, seed: int, action: np.ndarray):
+    """One whole episode in generator form (what a worker's K run in lockstep); whether the pair
+    is still bit-identical at its end."""
+    yield from env.reset_requests(seed=seed)
+    done = False
+    while not done:
+        _, _, done, _, _ = yield from env.step_requests(action)
+    return env.trainer.identical()
+
+
+def check_vectorised(device: torch.device, small: bool) -> str:
+    data = replace(data_config(small), synthetic_image_size=32)
+    env_cfg = EnvConfig(model="small_cnn", num_stages=4, warmup_stages=1, steps_per_stage=5 if small else 40,
+                        lr_drop_stages=(3,))
+    first = StageWeightingEnv(env_cfg, data, OptimConfig(lr=0.05), device=device)
+    neutral = np.zeros(env_cfg.action_dim, np.float32)
+    weighted = np.array([-0.5, 0.25, 0.0, 0.0, 0.0], np.float32)
+    run_in_lockstep([_episode(first, 0, weighted)], stacked=True)  # untimed: kernels and caches warm up
+    rates, envs = {}, [first]
+    for k in (1, 2) if small else (1, 2, 4, 8):
+        envs += [StageWeightingEnv(env_cfg, data, OptimConfig(lr=0.05), device=device, share_with=first)
+                 for _ in range(k - len(envs))]
+        started = time.perf_counter()
+        identical = run_in_lockstep([_episode(env, j, neutral if j == 0 else weighted)
+                                     for j, env in enumerate(envs)], stacked=k > 1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        rates[k] = k / (time.perf_counter() - started) * 3600
+        assert identical[0], f"a no-op policy left its pair different with K = {k}"
+        assert not any(identical[1:]), "a weighted target stayed equal to its twin"
+    best = max(rates, key=rates.get)
+    return (", ".join(f"K={k} {rate:.0f}" for k, rate in rates.items()) + " episodes/h on one worker "
+            f"({env_cfg.num_stages} stages of {first.steps_per_stage} steps); best K={best}, "
+            f"{rates[best] / rates[1]:.2f}x K=1; no-op pair bit-identical in every stack")
+
+
 def _load(name: str):
     import importlib.util
 
@@ -163,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
                   ("exact pair, fp32 and bf16 (--amp)", lambda: check_exact_pair(device, args.small)),
                   ("search, 2 workers x 0.5 GPU", lambda: check_fractional_search(device, args.small, out)),
                   ("L2RW and LOW steps", lambda: check_weighters(device, args.small)),
-                  ("step-time ratios", lambda: check_ratios(device, 3 if args.small else args.steps))]
+                  ("step-time ratios", lambda: check_ratios(device, 3 if args.small else args.steps)),
+                  ("vectorised episodes", lambda: check_vectorised(device, args.small))]
         lines = []
         for label, check in checks:
             try:

@@ -288,3 +288,12 @@ def test_bench_step_vectorised_networks_train_as_one_by_one_ones_do(model, tmp_p
         assert row["one_by_one_ms"] > 0 and row["vectorised_ms"] > 0
     assert figures["layout"]["standard_ms"] > 0 and figures["layout"]["channels_last_ms"] > 0
     assert json.loads((tmp_path / "f.json").read_text()) == figures
+
+
+def test_gpu_check_runs_its_cpu_checks_and_skips_the_cuda_ones(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU the script is run by hand (minutes), not by the suite")
+    assert load_script("gpu_check").main(["--small"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line[:4] in ("PASS", "SKIP", "FAIL")]
+    assert [line.split()[0] for line in lines] == ["PASS", "SKIP", "SKIP", "PASS", "PASS", "PASS"]
+    assert "no-op pair bit-identical in every stack" in lines[-1] and "K=2" in lines[-1]
