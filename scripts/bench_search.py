@@ -147,9 +147,9 @@ def print_breakdown(result: dict, ping: float) -> None:
     print("(share: of worker-seconds for the workers' rows, of the search's wall time for the learner's)")
 
 
-def plain_training_seconds(seed: int = 0, runs: int = 3) -> float:
-    """`law train`'s loop on the quick preset's task (same data, network, optimiser, epochs, seed):
-    the median of ``runs`` runs, since one 2-second run varies by a quarter from run to run."""
+def plain_training_seconds(seed: int = 0, runs: int = 3) -> list[float]:
+    """`law train`'s loop on the quick preset's task (same data, network, optimiser, epochs, seed),
+    ``runs`` times: one 2-second run varies by a quarter from run to run."""
     preset = search_preset("quick")
     env, data = preset["EnvConfig"], preset["DataConfig"]
     epochs = round(env.num_stages * env.epochs_per_stage)
@@ -161,7 +161,7 @@ def plain_training_seconds(seed: int = 0, runs: int = 3) -> float:
             started = time.perf_counter()
             train(run_cfg, data, preset["OptimConfig"], MethodConfig(method="ce"))
             times.append(time.perf_counter() - started)
-    return float(np.median(times))
+    return times
 
 
 def main() -> None:
@@ -204,15 +204,19 @@ def main() -> None:
             figures |= {"vectorised": rows}
         elif args.cost_ratio:
             episodes = args.episodes or search_preset("quick")["SearchConfig"].episodes
+            # Plain runs before and after the search, so that a machine whose speed drifts over the
+            # minutes of the search weighs on both sides of the ratio alike.
+            plain_times = plain_training_seconds()
             parallel = run(n, 1.0, episodes, out, seed_pool=pool, in_flight=args.in_flight, priors=args.priors)
             ray.shutdown()
-            plain = plain_training_seconds()
+            plain_times += plain_training_seconds()
+            plain = float(np.median(plain_times))
             print_breakdown(parallel, ping)
             ratio = parallel["seconds"] / (episodes * plain / n)
-            print(f"\none plain training run (law train's loop, same task and seed, 1 thread; median of 3): "
-                  f"{plain:.2f} s")
+            print(f"\none plain training run (law train's loop, same task and seed, 1 thread; median of 3 "
+                  f"before and 3 after the search: {', '.join(f'{t:.2f}' for t in plain_times)}): {plain:.2f} s")
             print(f"search wall time / (episodes x one plain training run / workers): {ratio:.2f}x")
-            figures |= {"search": parallel, "plain_seconds": plain, "cost_ratio": ratio}
+            figures |= {"search": parallel, "plain_seconds": plain, "plain_runs": plain_times, "cost_ratio": ratio}
         else:
             uncached = run(n, 1.0, per * n, out, seed_pool=0)
             parallel = run(n, 1.0, per * n, out, seed_pool=pool)
