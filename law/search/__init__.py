@@ -2,11 +2,13 @@
 
 Shape of a search (LAW's parallel 3SM search):
 
-* ``N`` env workers (Ray actors), each owning one environment: one pair of
-  target/reference networks. A worker runs a whole episode per call (fresh
-  networks, unweighted warm-up, every acting stage) with the behaviour the
-  episode was given: the actor plus exploration noise (DDPG), uniform draws
-  (random search) or a frozen greedy policy (an evaluation).
+* ``N`` env workers (Ray actors), each owning one environment (one pair of
+  target/reference networks), or ``episodes_per_worker`` of them sharing one
+  copy of the data. A worker runs whole episodes per call (fresh networks,
+  unweighted warm-up, every acting stage) with the behaviour each episode was
+  given: the actor plus exploration noise (DDPG), uniform draws (random
+  search) or a frozen greedy policy (an evaluation); several at once in
+  lockstep, their networks trained as one stack (``law.stacked``).
 * One learner (this driver process) owning the agent (DDPG's shared
   actor/critic, or random search) and the transition buffer. It learns from
   finished episodes in episode order, one stage end at a time (add the
