@@ -165,7 +165,8 @@ def run_stacked_steps(members: Sequence[StackMember], steps: int, *, start_step:
     """
     stack = StackedLearners([member.learner for member in members])
     streams = list({id(member.stream): member.stream for member in members}.values())
-    slot = [next(i for i, s in enumerate(streams) if s is member.stream) for member in members]
+    place = {id(stream): i for i, stream in enumerate(streams)}
+    slot = [place[id(member.stream)] for member in members]  # the batch each member trains on
     for step in range(start_step, start_step + steps):
         progress = Progress(step=step, epoch=step / steps_per_epoch, total_epochs=total_epochs)
         with phase("data"):
