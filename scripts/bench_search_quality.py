@@ -26,6 +26,7 @@ validation gap against episodes) under ``--output-dir``; re-running resumes
 
     python scripts/bench_search_quality.py --task quick
     python scripts/bench_search_quality.py --task cifar10-noisy --profile cpu --data-root DIR
+    python scripts/bench_search_quality.py --task cifar10n --profile cpu --data-root DIR --noise-file CIFAR-10_human.pt
 """
 from __future__ import annotations
 
@@ -72,6 +73,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                                         "suite, e.g. cifar10-noisy")
     parser.add_argument("--profile", default="cpu", help="the suite's profile (ignored for the quick presets)")
     parser.add_argument("--data-root", "--data-path", dest="data_root", default="", help="the suite's data")
+    parser.add_argument("--noise-file", default="", help="suite cifar10n: the CIFAR-10N label file (CIFAR-10_human.pt)")
     parser.add_argument("--agents", default=",".join(AGENTS),
                         help="search agents to compare ('none': only the hand-set schedules)")
     parser.add_argument("--search-seeds", default="0,1,2", help="one search per agent and seed")
@@ -105,7 +107,8 @@ def task_configs(args) -> tuple:
         configs = tuple(preset[name] for name in SEARCH_SECTIONS)
     else:
         configs = search_configs(build_experiment(CompareConfig(suite=args.task, profile=args.profile,
-                                                                data_root=args.data_root)))
+                                                                data_root=args.data_root,
+                                                                noise_file=args.noise_file)))
     if args.episodes:
         configs = (dataclasses.replace(configs[0], episodes=args.episodes),) + configs[1:]
     return apply_overrides(configs, args.overrides)
@@ -208,9 +211,11 @@ def write_hand_set(configs: tuple, folder: Path) -> dict[str, str]:
 
 
 def hand_set_task(configs: tuple) -> dict:
-    """What the hand-set gaps on the search's episodes depend on: its env, data (wherever it lies) and optimiser."""
+    """What the hand-set gaps on the search's episodes depend on: its env, data (wherever its files lie) and
+    optimiser."""
     _, env_cfg, data_cfg, optim_cfg = configs[:4]
-    return json.loads(json.dumps(to_dict(env_cfg, dataclasses.replace(data_cfg, data_root=""), optim_cfg)))
+    data_cfg = dataclasses.replace(data_cfg, data_root="", noise_file="")
+    return json.loads(json.dumps(to_dict(env_cfg, data_cfg, optim_cfg)))
 
 
 def kept_hand_set_gaps(path: Path, task: dict) -> dict[str, float] | None:

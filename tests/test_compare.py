@@ -248,15 +248,9 @@ def test_law_compare_flags_are_the_config_fields(tmp_path, policy):
 
 
 def test_the_cifar10n_suite_trains_on_the_human_labels(tmp_path, policy):
-    from test_data import CIFAR10, write_cifar10n
-    from torchvision.io import write_png
+    from test_data import write_cifar10n, write_cifar10n_tree
 
-    clean = np.arange(250) % 10
-    for split in ("train", "test"):
-        for i, label in enumerate(clean):
-            folder = tmp_path / "tree" / split / CIFAR10[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            write_png(torch.full((3, 8, 8), 20 * label, dtype=torch.uint8), str(folder / f"{i // 10:04d}.png"))
+    clean = write_cifar10n_tree(tmp_path / "tree")
     labels = write_cifar10n(tmp_path / "human.pt", clean.astype(np.int64))
     with pytest.raises(ConfigError, match="noise_file"):
         compare(smoke(tmp_path, policy, suite="cifar10n", methods="ce", seeds="0", data_root=str(tmp_path / "tree")))

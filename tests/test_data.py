@@ -428,6 +428,18 @@ def write_cifar10n(path: Path, clean: np.ndarray, seed: int = 0) -> dict[str, np
     return labels
 
 
+def write_cifar10n_tree(root: Path, images: int = 250) -> np.ndarray:
+    """train/ and test/ ImageFolder trees of CIFAR-10's classes, image i of class i % 10 (the label
+    file's order); returns the clean labels."""
+    clean = np.arange(images) % 10
+    for split in ("train", "test"):
+        for i, label in enumerate(clean):
+            folder = root / split / CIFAR10[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            write_png(torch.full((3, 8, 8), 20 * label, dtype=torch.uint8), str(folder / f"{i // 10:04d}.png"))
+    return clean
+
+
 def test_cifar10n_labels_follow_each_image_of_an_imagefolder_tree(tmp_path):
     # 30 "original" images in a shuffled class order; image i has pixel value i, and is the
     # k-th file of its class folder, k counting earlier images of that class (the shared tree's layout).

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torchvision.io import write_png
@@ -297,3 +298,22 @@ def test_gpu_check_runs_its_cpu_checks_and_skips_the_cuda_ones(capsys):
     lines = [line for line in capsys.readouterr().out.splitlines() if line[:4] in ("PASS", "SKIP", "FAIL")]
     assert [line.split()[0] for line in lines] == ["PASS", "SKIP", "SKIP", "PASS", "PASS", "PASS"]
     assert "no-op pair bit-identical in every stack" in lines[-1] and "K=2" in lines[-1]
+
+
+def test_bench_search_quality_runs_on_cifar10n_with_the_label_file_and_names_it_when_missing(tmp_path, capsys):
+    from test_data import write_cifar10n, write_cifar10n_tree
+
+    write_cifar10n_tree(tmp_path / "tree")
+    write_cifar10n(tmp_path / "human.pt", np.arange(250) % 10)
+    bench = load_script("bench_search_quality")
+    args = ["--task", "cifar10n", "--profile", "smoke", "--data-root", str(tmp_path / "tree"), "--agents", "random",
+            "--search-seeds", "0", "--eval-seeds", "1", "--jobs", "1", "--episodes", "2",
+            "--output-dir", str(tmp_path / "out"), "--no-plots", "--quiet"]
+    assert bench.main(args) == 2
+    assert "noise_file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any work
+    assert bench.main(args + ["--noise-file", str(tmp_path / "human.pt")]) == 0
+    folder = tmp_path / "out" / "cifar10n__smoke"
+    searched = json.loads((folder / "searches" / "random__seed0" / "results.json").read_text())
+    assert searched["config"]["DataConfig"]["noise_file"] == str(tmp_path / "human.pt")
+    assert "hand-set: neutral" in json.loads((folder / "results.json").read_text())["summary"]
