@@ -13,7 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torchvision.io import write_png
@@ -303,8 +302,7 @@ def test_gpu_check_runs_its_cpu_checks_and_skips_the_cuda_ones(capsys):
 def test_bench_search_quality_runs_on_cifar10n_with_the_label_file_and_names_it_when_missing(tmp_path, capsys):
     from test_data import write_cifar10n, write_cifar10n_tree
 
-    write_cifar10n_tree(tmp_path / "tree")
-    write_cifar10n(tmp_path / "human.pt", np.arange(250) % 10)
+    write_cifar10n(tmp_path / "human.pt", write_cifar10n_tree(tmp_path / "tree"))
     bench = load_script("bench_search_quality")
     args = ["--task", "cifar10n", "--profile", "smoke", "--data-root", str(tmp_path / "tree"), "--agents", "random",
             "--search-seeds", "0", "--eval-seeds", "1", "--jobs", "1", "--episodes", "2",
