@@ -24,7 +24,8 @@ def _quick() -> dict:
     (README, "Search quality")."""
     return {
         # Common random numbers: 4 training seeds (each twin trained once), greedy
-        # evaluation on 2 other seeds after every 10 episodes; policy.pt is the best.
+        # evaluation on 2 other seeds after every 10 episodes; policy.pt is the best of the start
+        # prior and the 3 best evaluations, judged again on 2 more seeds at the end.
         "SearchConfig": SearchConfig(episodes=60, workers=2, seed_pool=4, eval_every=10, eval_seeds=2),
         # A small budget, as in the CPU suites (see law.suites): search (theta_loss, b)
         # only, and pay each stage the change of the accuracy gap it made.

@@ -76,7 +76,8 @@ def run(workers: int, cpus_per_worker: float, episodes: int, out_dir: str, seed_
     results = search(search_cfg, preset["EnvConfig"], preset["DataConfig"], preset["OptimConfig"],
                      preset["DDPGConfig"])
     seconds = time.perf_counter() - started
-    greedy = (len(results["evaluations"]) + len(results["priors"])) * len(results["evaluation_seeds"])
+    greedy = ((len(results["evaluations"]) + len(results["priors"])) * len(results["evaluation_seeds"])
+              + len(results["finalists"]) * len(results["final_seeds"]))
     return {"workers": workers, "cpus_per_worker": cpus_per_worker, "seed_pool": seed_pool, "at_once": at_once,
             "episodes": episodes, "greedy_episodes": greedy, "calls": episodes + greedy + results["redone_episodes"],
             "seconds": seconds, "search_seconds": results["search_seconds"],

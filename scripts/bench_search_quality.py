@@ -317,13 +317,15 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict, pic
         minutes = [runs[s]["search_seconds"] / 60 for s in runs]
         greedy = sum(len(r["gaps"]) for r in runs[next(iter(runs))]["evaluations"])
         judged = sum(len(r["gaps"]) for r in runs[next(iter(runs))].get("priors", []))
+        final = sum(len(r["gaps"]) for r in runs[next(iter(runs))].get("finalists", []))
         devices = sorted({runs[s].get("environment", {}).get("cuda") or "CPU" for s in runs})
         # Which searches kept a prior (nothing they searched beat it on their evaluation seeds).
         kept_prior = [runs[s]["best"].get("prior") for s in runs]
         kept = sum(p is not None for p in kept_prior)
         rows.append((f"search: {agent}", f"{len(runs)} searches" + (f" ({kept} kept a prior)" if kept else ""),
                      fmt(per_search_val), fmt(per_search_test), fmt(selection),
-                     f"{search_cfg.episodes} + {greedy} greedy" + (f" + {judged} prior" if judged else ""),
+                     f"{search_cfg.episodes} + {greedy} greedy" + (f" + {judged} prior" if judged else "")
+                     + (f" + {final} final" if final else ""),
                      f"{np.nanmean(minutes):.1f} ({', '.join(devices)})"))
         summary[agent] = {"val_gap": mean_std(per_search_val), "test_gap": mean_std(per_search_test),
                           "per_search_val": per_search_val, "per_search_test": per_search_test,
@@ -357,7 +359,7 @@ def report(args, configs, searches: dict, evaluations: dict, hand_set: dict, pic
              f"`law apply --policy P --seed S` on episode seeds {', '.join(map(str, eval_seeds))} (never seen by "
              "a search). Searches: mean ± std over search seeds of each policy's mean over those seeds; "
              "hand-set: mean ± std over the seeds. \"selected on\" is the search's own greedy-evaluation score "
-             "(validation, its evaluation seeds) of the policy it kept. \"best on val\" is picked on the bench's "
+             "(validation: its evaluation seeds, and its final seeds where it judged finalists) of the policy it kept. \"best on val\" is picked on the bench's "
              "own seeds (in hindsight, so optimistic); \"picked on each search's evaluation episodes\" is the "
              f"schedule a user could pick with a search's information ({', '.join(picked)}).", "",
              "| policy | n | val gap | test gap | selected on (val) | episodes per search | min per search (rounds; where) |",

@@ -21,7 +21,7 @@ from law.policy_file import greedy_policy, load_policy, policy_env_config, polic
 from law.data import DataConfig
 from law.errors import ConfigError, DataError, LawError
 from law.features import FEATURE_NAMES
-from law.search import (CHECKPOINT, LAST_POLICY, POLICY, SearchConfig, evaluation_seeds, noise_rng, search,
+from law.search import (CHECKPOINT, LAST_POLICY, POLICY, SearchConfig, evaluation_seeds, final_seeds, noise_rng, search,
                         training_seed)
 from law.trainer import OptimConfig
 
@@ -35,9 +35,9 @@ SEARCHED_STAGES = TINY_ENV["num_stages"] - TINY_ENV["warmup_stages"]
 
 def tiny_configs(tmp_path, num_stages=TINY_ENV["num_stages"], features=FEATURE_NAMES, run_name="search",
                  **search_overrides):
-    # Without priors unless a test asks: they are the subject of their own tests.
+    # Without priors or a final judging unless a test asks: they are the subject of their own tests.
     fields = dict(episodes=4, workers=2, seed_pool=2, eval_every=2, eval_seeds=2, output_dir=str(tmp_path),
-                  run_name=run_name, progress=False, min_buffer=2, priors=False)
+                  run_name=run_name, progress=False, min_buffer=2, priors=False, finalists=0)
     search_cfg = SearchConfig(**{**fields, **search_overrides})
     env_cfg = EnvConfig(**{**TINY_ENV, "num_stages": num_stages, "features": features})
     return (search_cfg, env_cfg, DataConfig(**TINY_DATA), OptimConfig(lr=0.05),
@@ -65,7 +65,8 @@ def fingerprint(results) -> tuple:
     weights = [t.numpy().tobytes() for t in policy["actor"]["weights"].values()] if "actor" in policy else []
     return ([(e["episode"], e["rewards"]) for e in results["episodes"]],
             [(r["after_episodes"], r["gaps"]) for r in results["evaluations"]],
-            [(r["prior"], r["gaps"]) for r in results["priors"]], results["start_point"], weights)
+            [(r["prior"], r["gaps"]) for r in results["priors"]], results["start_point"],
+            [(r.get("prior"), r.get("after_episodes"), r["gaps"]) for r in results.get("finalists", [])], weights)
 
 
 def test_search_completes_evaluates_and_keeps_the_best_greedy_policy(local_ray, tmp_path):
@@ -81,7 +82,7 @@ def test_search_completes_evaluates_and_keeps_the_best_greedy_policy(local_ray, 
     assert [r["after_episodes"] for r in evaluations] == [2, 4]
     assert all(len(r["gaps"]) == 2 and r["score"] == pytest.approx(np.mean(r["gaps"])) for r in evaluations)
     best = max(evaluations, key=lambda r: r["score"])
-    assert results["best"] == {"after_episodes": best["after_episodes"], "val_gap": best["score"]}
+    assert results["best"] == {"after_episodes": best["after_episodes"], "val_gap": best["score"], "seeds": 2}
 
     run = Path(results["run_dir"])
     policy = torch.load(run / POLICY, weights_only=True)  # plain tensors and primitives only
@@ -209,10 +210,11 @@ TINY_FLAGS = ["--model", "mlp", "--num-stages", "4", "--warmup-stages", "1", "--
               "--min-buffer", "2", "--eval-every", "2", "--no-progress"]
 
 
-@pytest.mark.parametrize("killed", ["judging its priors", "training"])
+@pytest.mark.parametrize("killed", ["judging its priors", "training", "judging its finalists"])
 def test_a_killed_driver_resumes_and_replays_exactly_what_an_uninterrupted_search_does(tmp_path, killed):
     episodes = "6"
-    flags = [*TINY_FLAGS, *(["--eval-seeds", "4"] if killed == "judging its priors" else [])]  # a wider window
+    wider = {"judging its priors": ["--eval-seeds", "4"], "judging its finalists": ["--final-seeds", "4"]}
+    flags = [*TINY_FLAGS, *wider.get(killed, [])]  # a wider window to kill in
     clean = _law("search", "--output-dir", str(tmp_path), "--run-name", "clean", "--episodes", episodes, *flags)
     output, _ = clean.communicate(timeout=300)
     assert clean.returncode == 0, output
@@ -226,15 +228,19 @@ def test_a_killed_driver_resumes_and_replays_exactly_what_an_uninterrupted_searc
             state = torch.load(checkpoint, weights_only=True)["search"]
         except Exception:  # not written yet, or the first load raced a slow disk
             state = {}
-        judged = [g for prior in state.get("priors", []) for g in prior["gaps"] if g is not None]
-        if (state.get("learned", 0) >= 1) if killed == "training" else judged and not state["started"]:
+        judged = {kind: [g for r in state.get(kind, []) for g in r["gaps"] if g is not None]
+                  for kind in ("priors", "finalists")}
+        if {"training": state.get("learned", 0) >= 1,
+                "judging its priors": judged["priors"] and not state["started"],
+                "judging its finalists": 0 < len(judged["finalists"]) < 4 * len(state["finalists"])}[killed]:
             break
         time.sleep(0.02)
     assert driver.poll() is None, "the driver was still running when killed"
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
     driver.wait()
     kinds = {job["kind"] for job in state["jobs"]}
-    assert kinds == {"prior"} if killed == "judging its priors" else "train" in kinds, "killed mid-search"
+    assert {"judging its priors": kinds == {"prior"}, "training": "train" in kinds,
+            "judging its finalists": kinds == {"final"}}[killed], "killed mid-search"
 
     resumed = _law("search", "--resume", str(tmp_path / "run"))
     output, _ = resumed.communicate(timeout=300)
@@ -266,7 +272,7 @@ def test_a_wrong_data_root_fails_before_any_worker_or_folder_is_made(tmp_path):
 
 def test_search_config_errors_name_the_field(tmp_path):
     for field, value in (("workers", 0), ("agent", "ppo"), ("seed_pool", -1), ("eval_every", 0),
-                         ("eval_seeds", 0), ("episodes_per_worker", 0)):
+                         ("eval_seeds", 0), ("episodes_per_worker", 0), ("finalists", -1), ("final_seeds", 0)):
         with pytest.raises(ConfigError, match=field):
             SearchConfig(**{field: value}).validate()
     configs = list(tiny_configs(tmp_path, episodes_per_worker=2))
@@ -279,6 +285,8 @@ def test_search_config_errors_name_the_field(tmp_path):
     cfg = SearchConfig(seed=1, seed_pool=3, eval_seeds=4)
     assert len({training_seed(cfg, n) for n in range(12)}) == 3
     assert not set(evaluation_seeds(cfg)) & {training_seed(cfg, n) for n in range(3)}
+    assert not set(final_seeds(cfg)) & (set(evaluation_seeds(cfg)) | {training_seed(cfg, n) for n in range(3)})
+    assert len(set(final_seeds(cfg))) == cfg.final_seeds and not final_seeds(SearchConfig(finalists=0))
 
 
 def test_a_policy_searched_on_fewer_features_acts_on_those_only(local_ray, tmp_path):
@@ -385,6 +393,38 @@ def test_a_search_judges_its_priors_first_and_starts_from_the_best(local_ray, tm
     summary = (run / "summary.md").read_text()
     assert f"started from the best prior, *{best_prior['prior']}*" in summary
     assert ("improved on its starting point by" in summary) == (results["improvement"] > 0)
+
+
+def test_the_final_judging_keeps_the_finalist_best_over_all_its_seeds(local_ray, tmp_path):
+    results = search(*tiny_configs(tmp_path, priors=True, finalists=2, final_seeds=2, episodes=6, seed=5))
+    assert_complete(results, 6)
+    start = next(r for r in results["priors"] if r["prior"] == results["start_point"]["prior"])
+    ranked = sorted(results["evaluations"], key=lambda r: -r["score"])[:2]
+    finalists = results["finalists"]
+    # The start prior first, then the 2 best evaluations, each with the gaps it was ranked on.
+    assert [(f.get("prior"), f.get("after_episodes"), f["evaluation_gaps"]) for f in finalists] == \
+        [(start["prior"], None, start["gaps"])] + [(None, r["after_episodes"], r["gaps"]) for r in ranked]
+    seen = set(results["evaluation_seeds"]) | {e["seed"] for e in results["episodes"]}
+    assert len(results["final_seeds"]) == 2 and not set(results["final_seeds"]) & seen
+    for f in finalists:
+        assert len(f["gaps"]) == 2 and f["score"] == pytest.approx(np.mean(f["evaluation_gaps"] + f["gaps"]))
+    kept = max(finalists, key=lambda f: f["score"])  # the first of equals: the prior
+    chosen = {"prior": kept["prior"]} if "prior" in kept else {"after_episodes": kept["after_episodes"]}
+    assert results["best"] == {**chosen, "val_gap": kept["score"], "seeds": 4}
+    assert results["improvement"] == pytest.approx(max(f["score"] for f in finalists[1:]) - finalists[0]["score"])
+
+    run = Path(results["run_dir"])
+    selection = torch.load(run / POLICY, weights_only=True)["selection"]
+    assert (selection["val_gap"], selection["final_gaps"], selection["evaluation_gaps"]) == \
+        (kept["score"], kept["gaps"], kept["evaluation_gaps"])
+    judged = torch.load(run / CHECKPOINT, weights_only=True)["search"]["finalists"][finalists.index(kept)]
+    observations = [np.array([stage, 1.0, 0.5], np.float32) for stage in range(TINY_ENV["num_stages"])]
+    np.testing.assert_array_equal([greedy_policy(load_policy(run / POLICY))(o) for o in observations],
+                                  [greedy_policy({"policy": judged["policy"]})(o) for o in observations])
+    summary = (run / "summary.md").read_text()
+    assert summary.startswith(f"**policy vs unweighted twin: {100 * kept['score']:+.1f} validation points** "
+                              "(mean over its 2 evaluation and 2 final seeds")
+    assert "Final judging: the start prior and the best 2 greedy evaluations again on 2 more seeds" in summary
 
 
 def test_priors_are_refused_before_any_work_when_they_cannot_act_here(tmp_path):

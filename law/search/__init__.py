@@ -37,6 +37,12 @@ evaluation judges the rules a person would try first (and any
 may be a prior: a search never returns less than its best prior on its
 evaluation seeds.
 
+Final judging: once the last evaluation is in, the prior the agent started
+from and the ``finalists`` best evaluations run again on ``final_seeds``
+seeds of their own; ``policy.pt`` is the finalist with the best mean over all
+its seeds. The best of many noisy evaluations is the luckiest as much as the
+best; a second look at a few of them keeps the one that holds up.
+
 Exact replay: episodes are deterministic on CPU (the exploration of a stage
 derives from the search seed, the episode and the stage). A worker whose
 process died is restarted by Ray and its episode runs again from the start;
@@ -44,12 +50,13 @@ process died is restarted by Ray and its episode runs again from the start;
 Either way the search ends bit for bit where an uninterrupted one does.
 """
 from law.search.config import (AGENTS, CHECKPOINT, LAST_POLICY, OPERATIONAL, POLICY, SearchConfig,
-                               evaluation_seeds, noise_rng, training_seed)
+                               evaluation_seeds, final_seeds, noise_rng, training_seed)
 from law.search.priors import prior_family
-from law.search.run import Search, SearchFinished, resume_search, search
+from law.search.learner import Search
+from law.search.run import SearchFinished, resume_search, search
 from law.search.workers import EnvWorker, init_ray
 
 __all__ = ["AGENTS", "CHECKPOINT", "LAST_POLICY", "OPERATIONAL", "POLICY", "SearchConfig", "Search",
            "prior_family",
-           "SearchFinished", "EnvWorker", "evaluation_seeds", "init_ray", "noise_rng", "resume_search", "search",
+           "SearchFinished", "EnvWorker", "evaluation_seeds", "final_seeds", "init_ray", "noise_rng", "resume_search", "search",
            "training_seed"]

@@ -31,6 +31,12 @@ class SearchConfig:
     """Evaluate the greedy policy after every this many training episodes (and always at the end)."""
     eval_seeds: int = 2
     """Episode seeds of a greedy evaluation, disjoint from the training seeds (clean validation split)."""
+    finalists: int = 3
+    """At the end, the best this many greedy evaluations and the prior the agent started from are judged
+    again on ``final_seeds`` further seeds; policy.pt is the best by its mean over all its seeds, so a
+    policy that won one evaluation by luck is checked before it is kept. 0 = keep the best evaluation."""
+    final_seeds: int = 2
+    """Episode seeds of that final judging, disjoint from the training and evaluation seeds."""
     workers: int = 2
     """Env workers (Ray actors) training episodes at the same time (paper: 8)."""
     in_flight: int = 0
@@ -84,6 +90,11 @@ class SearchConfig:
             raise ConfigError("eval_every", f"must be >= 1, got {self.eval_every}")
         if self.eval_seeds < 1:
             raise ConfigError("eval_seeds", f"must be >= 1, got {self.eval_seeds}")
+        if self.finalists < 0:
+            raise ConfigError("finalists", f"must be >= 0 (0 = no final judging), got {self.finalists}")
+        if self.final_seeds < 1 and self.finalists:
+            raise ConfigError("final_seeds", f"must be >= 1 to judge {self.finalists} finalists, got "
+                                             f"{self.final_seeds} (--finalists 0: no final judging)")
         if self.workers < 1:
             raise ConfigError("workers", f"must be >= 1, got {self.workers}")
         if self.in_flight < 0:
@@ -124,6 +135,11 @@ def training_seed(cfg: SearchConfig, episode: int) -> int:
 def evaluation_seeds(cfg: SearchConfig) -> list[int]:
     """The greedy evaluation's seeds, disjoint from every training seed."""
     return [_derived_seed(cfg.seed, 1, j) for j in range(cfg.eval_seeds)]
+
+
+def final_seeds(cfg: SearchConfig) -> list[int]:
+    """The final judging's seeds, disjoint from the training and evaluation seeds."""
+    return [_derived_seed(cfg.seed, 2, j) for j in range(cfg.final_seeds if cfg.finalists else 0)]
 
 
 def noise_rng(search_seed: int, episode: int, stage: int) -> np.random.Generator:

@@ -41,7 +41,9 @@ class SearchLogger:
         self.writer.add_scalar("target/final_val_gap", summary["gap"], summary["episode"])
 
     def evaluation(self, record: dict) -> None:
-        if "prior" in record:  # judged before the first episode
+        if "evaluation_gaps" in record:  # a finalist, judged again at the end
+            self.writer.add_text("eval/finalists", f"{finalist_name(record)}: {100 * record['score']:+.1f}")
+        elif "prior" in record:  # judged before the first episode
             self.writer.add_scalar("eval/prior_val_gap", record["score"], record["number"])
             self.writer.add_text("eval/priors", f"{record['prior']}: {100 * record['score']:+.1f}", record["number"])
         else:
@@ -51,29 +53,45 @@ class SearchLogger:
         self.writer.close()
 
 
+def finalist_name(record: dict) -> str:
+    return f"prior *{record['prior']}*" if "prior" in record else f"greedy after {record['after_episodes']} episodes"
+
+
 def summary_markdown(results: dict) -> str:
     """summary.md: the one line a newcomer needs, what the search added to its priors, then the
-    evaluations and the episodes."""
+    final judging, the evaluations and the episodes."""
     best, last = results["best"], results["last"]
-    n = len(results["evaluation_seeds"])
+    n, finalists = len(results["evaluation_seeds"]), results.get("finalists") or []
+    seeds = (f"mean over its {n} evaluation and {len(results['final_seeds'])} final seeds" if finalists else
+             f"mean over {n} evaluation seeds")
     kept = (f"the prior *{best['prior']}*" if "prior" in best else
             f"greedy {results['agent']} policy after {best['after_episodes']} of "
             f"{results['config']['SearchConfig']['episodes']} episodes")
     lines = [f"**policy vs unweighted twin: {100 * best['val_gap']:+.1f} validation points** "
-             f"(mean over {n} evaluation seeds; {kept}, saved as `{POLICY}`; the last policy "
-             f"scored {100 * last['val_gap']:+.1f} and is `{LAST_POLICY}`).", ""]
+             f"({seeds}; {kept}, saved as `{POLICY}`; the last policy "
+             f"scored {100 * last['val_gap']:+.1f} on its evaluation seeds and is `{LAST_POLICY}`).", ""]
     start = results.get("start_point")
     if start is not None:
-        searched, added = start["val_gap"] + results["improvement"], 100 * results["improvement"]
+        base = finalists[0]["score"] if finalists else start["val_gap"]  # the start prior is the first finalist
+        searched, added = base + results["improvement"], 100 * results["improvement"]
         verdict = (f"**it improved on its starting point by {added:+.1f} points**" if added > 0 else
                    f"**it did not improve on its starting point** ({added:+.1f} points), so `{POLICY}` is the prior")
         origin = ("The search started from the best prior" if "fit_error" in start else
                   "The best prior (random search draws from the whole box whatever it knows) was")
-        lines += [f"{origin}, *{start['prior']}* ({100 * start['val_gap']:+.1f}); its best searched policy "
+        over = " over its evaluation and final seeds" if finalists else ""
+        lines += [f"{origin}, *{start['prior']}* ({100 * base:+.1f}{over}); its best searched policy "
                   f"scored {100 * searched:+.1f}: {verdict}.", "",
                   "| prior | val gap (points) | per seed |", "|---|---:|---|"]
         lines += [f"| {r['prior']} | {100 * r['score']:+.1f} | " + " ".join(f"{100 * g:+.1f}" for g in r["gaps"]) + " |"
                   for r in results["priors"]]
+        lines.append("")
+    if finalists:
+        judged = ("the start prior and " if start is not None else "") + \
+            f"the best {len(finalists) - (start is not None)} greedy evaluations"
+        lines += [f"Final judging: {judged} again on {len(results['final_seeds'])} more seeds; `{POLICY}` is the best over all its seeds.", "",
+                  "| finalist | evaluation seeds | final seeds | all seeds |", "|---|---|---|---:|"]
+        lines += [f"| {finalist_name(r)} | " + " ".join(f"{100 * g:+.1f}" for g in r["evaluation_gaps"]) + " | "
+                  + " ".join(f"{100 * g:+.1f}" for g in r["gaps"]) + f" | {100 * r['score']:+.1f} |" for r in finalists]
         lines.append("")
     lines += ["| greedy evaluation | after episodes | val gap (points) | per seed |", "|---:|---:|---:|---|"]
     for r in results["evaluations"]:
