@@ -427,6 +427,23 @@ def test_the_final_judging_keeps_the_finalist_best_over_all_its_seeds(local_ray,
     assert "Final judging: the start prior and the best 2 greedy evaluations again on 2 more seeds" in summary
 
 
+def test_the_final_judging_takes_each_policy_once_even_after_a_checkpoint(tmp_path):
+    from law.search.learner import best_distinct, make_agent
+    env_cfg = EnvConfig(**TINY_ENV)
+    actor = make_agent("ddpg", env_cfg, DDPGConfig()).greedy_state()
+    other_actor = make_agent("ddpg", env_cfg, DDPGConfig(seed=1)).greedy_state()
+    schedule = make_agent("random", env_cfg, DDPGConfig()).greedy_state()
+    torch.save({"policy": actor}, tmp_path / "saved.pt")
+    resumed_actor = torch.load(tmp_path / "saved.pt", weights_only=True)["policy"]
+    evaluations = [{"round": 0, "score": 0.05, "policy": schedule},
+                   {"round": 1, "score": 0.05, "policy": {**schedule}},  # unchanged: random search, no better draw
+                   {"round": 2, "score": 0.07, "policy": actor},
+                   {"round": 3, "score": 0.07, "policy": resumed_actor},  # the same actor, through a checkpoint
+                   {"round": 4, "score": 0.01, "policy": other_actor}]
+    assert [r["round"] for r in best_distinct(evaluations, 3)] == [2, 0, 4]
+    assert [r["round"] for r in best_distinct(evaluations, 1)] == [2]
+
+
 def test_priors_are_refused_before_any_work_when_they_cannot_act_here(tmp_path):
     with pytest.raises(ConfigError, match="init_policy.*no-priors"):
         SearchConfig(priors=False, init_policy=("x.pt",)).validate()

@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 import numpy as np
 import ray
+import torch
 
 from agents import DDPG, DDPGConfig, RandomSearch, TransitionBuffer
 from envs import EnvConfig
@@ -99,11 +100,10 @@ class Search:
                              self.cfg.seed) for j, seed in enumerate(seeds))
 
     def _queue_final_judging(self) -> None:
-        """The prior the agent started from and the best ``finalists`` evaluations (the earlier of
-        equals first), judged again on the final seeds: their scores become means over all their seeds."""
+        """The prior the agent started from and the best ``finalists`` distinct evaluations, judged
+        again on the final seeds: their scores become means over all their seeds."""
         start = [r for r in self.priors if self.start_point and r["prior"] == self.start_point["prior"]]
-        ranked = sorted(self.evaluations, key=lambda r: -r["score"])[:self.cfg.finalists]
-        for record in start + ranked:
+        for record in start + best_distinct(self.evaluations, self.cfg.finalists):
             chosen = ({"prior": record["prior"]} if "prior" in record else
                       {"round": record["round"], "after_episodes": record["after_episodes"]})
             self._queue_judging(self.finalists, "final", {**chosen, "evaluation_gaps": list(record["gaps"])},
@@ -322,7 +322,6 @@ class Search:
                 "search_seconds": self.search_seconds, "fdu_seconds": self.fdu_seconds,
                 "policy": str(self.run_dir / POLICY), "last_policy": str(self.run_dir / LAST_POLICY)}
 
-
     def improvement(self) -> Optional[float]:
         """What the search added to the prior it started from (None without priors): its best searched
         policy's score minus the prior's, both over the final seeds too where there was a final judging."""
@@ -331,6 +330,28 @@ class Search:
         if self.finalists:  # the start prior first
             return max(r["score"] for r in self.finalists[1:]) - self.finalists[0]["score"]
         return max(r["score"] for r in self.evaluations) - self.start_point["val_gap"]
+
+
+def best_distinct(evaluations: list[dict], count: int) -> list[dict]:
+    """The ``count`` best-scored evaluations (the earlier of equals first), each policy once: a
+    greedy policy that did not change between evaluations (random search between better draws)
+    takes one place, not several."""
+    chosen: list[dict] = []
+    for record in sorted(evaluations, key=lambda r: -r["score"]):
+        if len(chosen) < count and not any(_same(record["policy"], c["policy"]) for c in chosen):
+            chosen.append(record)
+    return chosen
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality of two policy states (nested dicts and lists of numbers and tensors)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b))
+    return a == b
 
 
 def make_agent(name: str, env_cfg: EnvConfig, agent_cfg: DDPGConfig):
