@@ -424,7 +424,7 @@ def test_the_final_judging_keeps_the_finalist_best_over_all_its_seeds(local_ray,
     summary = (run / "summary.md").read_text()
     assert summary.startswith(f"**policy vs unweighted twin: {100 * kept['score']:+.1f} validation points** "
                               "(mean over its 2 evaluation and 2 final seeds")
-    assert "Final judging: the start prior and the best 2 greedy evaluations again on 2 more seeds" in summary
+    assert "Final judging: the start prior and the best 2 distinct greedy evaluations again on 2 more seeds" in summary
 
 
 def test_the_final_judging_takes_each_policy_once_even_after_a_checkpoint(tmp_path):

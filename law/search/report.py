@@ -86,8 +86,9 @@ def summary_markdown(results: dict) -> str:
                   for r in results["priors"]]
         lines.append("")
     if finalists:
+        ranked = len(finalists) - (start is not None)
         judged = ("the start prior and " if start is not None else "") + \
-            f"the best {len(finalists) - (start is not None)} greedy evaluations"
+            f"the best {ranked} distinct greedy evaluation{'s' * (ranked != 1)}"
         lines += [f"Final judging: {judged} again on {len(results['final_seeds'])} more seeds; `{POLICY}` is the best over all its seeds.", "",
                   "| finalist | evaluation seeds | final seeds | all seeds |", "|---|---|---|---:|"]
         lines += [f"| {finalist_name(r)} | " + " ".join(f"{100 * g:+.1f}" for g in r["evaluation_gaps"]) + " | "
