@@ -425,6 +425,16 @@ def test_the_final_judging_keeps_the_finalist_best_over_all_its_seeds(local_ray,
     assert summary.startswith(f"**policy vs unweighted twin: {100 * kept['score']:+.1f} validation points** "
                               "(mean over its 2 evaluation and 2 final seeds")
     assert "Final judging: the start prior and the best 2 distinct greedy evaluations again on 2 more seeds" in summary
+    assert ("better on" in summary) == (results["improvement"] > 0)  # the paired differences, only for a gain
+
+
+def test_what_a_search_added_is_told_seed_by_seed_against_its_start_prior():
+    from law.search.report import paired_differences
+    start = {"prior": "sharp loss rule", "evaluation_gaps": [0.05, 0.07], "gaps": [0.06, 0.06], "score": 0.06}
+    weaker = {"after_episodes": 10, "evaluation_gaps": [0.05, 0.05], "gaps": [0.05, 0.05], "score": 0.05}
+    best = {"after_episodes": 20, "evaluation_gaps": [0.06, 0.07], "gaps": [0.05, 0.08], "score": 0.065}
+    assert paired_differences([start, weaker, best]) == \
+        "per seed +1.0 +0.0 -1.0 +2.0: better on 2 of 4 seeds, worse on 1"
 
 
 def test_the_final_judging_takes_each_policy_once_even_after_a_checkpoint(tmp_path):

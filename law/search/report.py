@@ -57,6 +57,17 @@ def finalist_name(record: dict) -> str:
     return f"prior *{record['prior']}*" if "prior" in record else f"greedy after {record['after_episodes']} episodes"
 
 
+def paired_differences(finalists: list[dict]) -> str:
+    """The best searched finalist minus the start prior (the first finalist), seed by seed."""
+    def all_gaps(record: dict) -> list[float]:
+        return record["evaluation_gaps"] + record["gaps"]
+    best = max(finalists[1:], key=lambda r: r["score"])
+    differences = [a - b for a, b in zip(all_gaps(best), all_gaps(finalists[0]))]
+    return ("per seed " + " ".join(f"{100 * d:+.1f}" for d in differences)
+            + f": better on {sum(d > 0 for d in differences)} of {len(differences)} seeds, "
+              f"worse on {sum(d < 0 for d in differences)}")
+
+
 def summary_markdown(results: dict) -> str:
     """summary.md: the one line a newcomer needs, what the search added to its priors, then the
     final judging, the evaluations and the episodes."""
@@ -76,6 +87,8 @@ def summary_markdown(results: dict) -> str:
         searched, added = base + results["improvement"], 100 * results["improvement"]
         verdict = (f"**it improved on its starting point by {added:+.1f} points**" if added > 0 else
                    f"**it did not improve on its starting point** ({added:+.1f} points), so `{POLICY}` is the prior")
+        if finalists and added > 0:  # paired on the same seeds: how much of it a few seeds can tell
+            verdict += f" ({paired_differences(finalists)})"
         origin = ("The search started from the best prior" if "fit_error" in start else
                   "The best prior (random search draws from the whole box whatever it knows) was")
         over = " over its evaluation and final seeds" if finalists else ""
