@@ -23,6 +23,8 @@ from law.errors import ConfigError, DataError, LawError
 from law.features import FEATURE_NAMES
 from law.search import (CHECKPOINT, LAST_POLICY, POLICY, SearchConfig, evaluation_seeds, final_seeds, noise_rng, search,
                         training_seed)
+from law.search.learner import best_distinct, make_agent
+from law.search.report import paired_differences
 from law.trainer import OptimConfig
 
 ray = pytest.importorskip("ray")
@@ -429,7 +431,6 @@ def test_the_final_judging_keeps_the_finalist_best_over_all_its_seeds(local_ray,
 
 
 def test_what_a_search_added_is_told_seed_by_seed_against_its_start_prior():
-    from law.search.report import paired_differences
     start = {"prior": "sharp loss rule", "evaluation_gaps": [0.05, 0.07], "gaps": [0.06, 0.06], "score": 0.06}
     weaker = {"after_episodes": 10, "evaluation_gaps": [0.05, 0.05], "gaps": [0.05, 0.05], "score": 0.05}
     best = {"after_episodes": 20, "evaluation_gaps": [0.06, 0.07], "gaps": [0.05, 0.08], "score": 0.065}
@@ -438,7 +439,6 @@ def test_what_a_search_added_is_told_seed_by_seed_against_its_start_prior():
 
 
 def test_the_final_judging_takes_each_policy_once_even_after_a_checkpoint(tmp_path):
-    from law.search.learner import best_distinct, make_agent
     env_cfg = EnvConfig(**TINY_ENV)
     actor = make_agent("ddpg", env_cfg, DDPGConfig()).greedy_state()
     other_actor = make_agent("ddpg", env_cfg, DDPGConfig(seed=1)).greedy_state()
