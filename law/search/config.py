@@ -32,9 +32,10 @@ class SearchConfig:
     eval_seeds: int = 2
     """Episode seeds of a greedy evaluation, disjoint from the training seeds (clean validation split)."""
     finalists: int = 3
-    """At the end, the best this many greedy evaluations and the prior the agent started from are judged
-    again on ``final_seeds`` further seeds; policy.pt is the best by its mean over all its seeds, so a
-    policy that won one evaluation by luck is checked before it is kept. 0 = keep the best evaluation."""
+    """At the end, the best this many distinct greedy evaluations and the prior the agent started
+    from are judged again on ``final_seeds`` further seeds; policy.pt is the best by its mean over all
+    its seeds, so a policy that won one evaluation by luck is checked before it is kept. 0 = keep the
+    best evaluation."""
     final_seeds: int = 2
     """Episode seeds of that final judging, disjoint from the training and evaluation seeds."""
     workers: int = 2
